@@ -1,0 +1,36 @@
+# appf: `make demo` sets up and runs the main job on generated sample data; `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+OUT ?= out/demo
+EPISODES ?= 8
+
+.PHONY: setup demo test bench bench-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0   # CPU build from this machine's disk; unpinned torch pulls CUDA
+	$(PIP) install -q -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/appf reannotate --source synthetic --episodes $(EPISODES) --out $(OUT)
+	$(VENV)/bin/appf validate $(OUT)
+	$(VENV)/bin/appf inspect $(OUT) --png $(OUT)/preview.png
+
+test: setup
+	$(PY) -m pytest -q
+
+bench-deps: setup
+	apt-get update -qq && apt-get install -y -qq libusb-1.0-0 libgl1 >/dev/null
+	$(PIP) install -q -e ".[bench]"
+
+bench: bench-deps
+	$(PY) bench/bench_pointcloud.py
+	$(PY) bench/bench_pipeline.py
+
+clean:
+	rm -rf out .pytest_cache

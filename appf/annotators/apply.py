@@ -1,0 +1,57 @@
+"""Apply an annotator to a whole episode, frames in batches (no Beam here: the Beam
+model-handler in appf.pipelines.inference calls these)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from appf.annotators.protocols import DepthAnnotator, DepthBatch, Masker, MaskBatch
+from appf.schemas import Episode, materialize
+
+
+def _frame_ranges(T: int, batch_frames: int):
+    for start in range(0, T, max(1, batch_frames)):
+        yield start, min(T, start + batch_frames)
+
+
+def annotate_episode_depth(ep: Episode, annotator: DepthAnnotator, batch_frames: int = 8) -> Episode:
+    """Depth for every camera of `ep`, in batches of `batch_frames` frames; returns a new episode
+    whose cameras carry `depth` (T, H, W) float32 metres, K, and the depth provenance."""
+    cameras = {}
+    for name, cam in ep.cameras.items():
+        T = ep.num_steps
+        depth = np.zeros((T, cam.height, cam.width), dtype=np.float32)
+        K = cam.intrinsics
+        for a, b in _frame_ranges(T, batch_frames):
+            batch = DepthBatch(
+                rgb=np.asarray(cam.rgb[a:b]),
+                K=K,
+                rgb_right=None if cam.rgb_right is None else np.asarray(cam.rgb_right[a:b]),
+                baseline_m=cam.baseline_m,
+                sensor_depth=None if cam.depth is None else np.asarray(cam.depth[a:b]),
+                where=f"{ep.key} camera {name!r} frames {a}..{b - 1}",
+            )
+            result = annotator.annotate(batch)
+            depth[a:b] = result.depth_m
+            K = result.K
+        provenance = annotator.name + (f"@{annotator.weights_id}:{annotator.revision}"
+                                       if annotator.weights_id else "")
+        cameras[name] = dataclasses.replace(
+            cam, depth=depth, intrinsics=K, intrinsics_unknown=False, depth_provenance=provenance)
+    return dataclasses.replace(ep, cameras=cameras)
+
+
+def annotate_episode_masks(ep: Episode, masker: Masker) -> dict[str, np.ndarray]:
+    """Per-camera labels (T, H, W) uint8 (robot / task object / background)."""
+    out = {}
+    for name, cam in ep.cameras.items():
+        batch = MaskBatch(
+            rgb=materialize(cam.rgb),
+            segmentation=materialize(cam.segmentation),
+            segments=cam.segments,
+            where=f"{ep.key} camera {name!r}",
+        )
+        out[name] = masker.masks(batch).labels
+    return out

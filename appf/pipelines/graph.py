@@ -1,0 +1,190 @@
+"""The Beam graph (DESIGN §3), thin wrappers around the pure stages.
+
+refs -> Reshuffle -> read -> RunInference(depth) -> RunInference(masks) -> point clouds, keyframes,
+SFT rows -> staged per episode -> GroupByKey(shard) -> one writer per shard -> commit marker.
+A failed episode becomes a `FailedEpisode` that flows through the later stages untouched and
+lands in its shard's failures table. The chain is linear (no tagged outputs), which every runner,
+the DaskRunner included, executes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import RunInference
+
+from appf.pipelines.config import JobConfig
+from appf.pipelines.inference import DepthHandler, EpisodeWork, MaskHandler, inference_result
+from appf.pipelines.process_episode import StageError, process_episode
+from appf.pipelines.processed import FailedEpisode, StagedEpisode, load_staged, save_staged
+from appf.pipelines.sinks.checksum import tree_sha256
+from appf.pipelines.sinks.commits import STAGING_DIR, ShardCommit, commit_path, write_commit
+from appf.pipelines.sinks.tables import failures_table, write_parquet_atomic
+from appf.pipelines.sinks.zarr_shards import shard_name, write_shard
+from appf.pipelines.sources import make_source
+from appf.schemas import SFT_SCHEMA, EpisodeRef, check_episode
+
+NS = "appf"
+
+
+def _count(name: str, n: int = 1) -> None:
+    Metrics.counter(NS, name).inc(n)
+
+
+def staging_dir(out: str | Path, shard: int) -> Path:
+    return Path(out) / STAGING_DIR / f"shard-{shard:05d}"
+
+
+def staged_path(out: str | Path, shard: int, index: int, frames: int, failed: bool = False) -> Path:
+    suffix = "failed.json" if failed else "npz"
+    return staging_dir(out, shard) / f"ep-{index:08d}-f{frames:06d}.{suffix}"
+
+
+class ReadEpisode(beam.DoFn):
+    """Source read + validation; the source object is built once per worker."""
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+        self.source = None
+
+    def setup(self) -> None:
+        self.source = make_source(self.cfg.source, self.cfg.source_options)
+
+    def process(self, ref: EpisodeRef) -> Iterable[EpisodeWork | FailedEpisode]:
+        shard = self.cfg.shard_of(ref.index)
+        try:
+            ep = check_episode(self.source.read(ref))
+        except Exception as e:  # noqa: BLE001 - recorded, the job goes on
+            _count("failures_read")
+            yield FailedEpisode(shard, ref.index, ref.dataset, ref.episode_id, "read",
+                                type(e).__name__, str(e))
+            return
+        _count("episodes_read")
+        yield EpisodeWork(ref, shard, ep)
+
+
+class CountPass(beam.DoFn):
+    """Counts the frames a pass annotated and the episodes that failed in it."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+
+    def process(self, el):
+        if isinstance(el, FailedEpisode):
+            if el.stage == self.stage:
+                _count(f"failures_{self.stage}")
+        else:
+            _count(f"frames_{self.stage}", el.episode.num_steps)
+        yield el
+
+
+class ProcessAndStage(beam.DoFn):
+    """Point clouds + keyframes + SFT rows of one episode, staged to disk; emits (shard, descriptor)."""
+
+    def __init__(self, cfg: JobConfig, default_crop, provenance: dict[str, Any]):
+        self.cfg, self.default_crop, self.provenance = cfg, default_crop, provenance
+
+    def process(self, el):
+        out = self.cfg.out
+        if isinstance(el, EpisodeWork):
+            try:
+                pe = process_episode(el.episode, el.labels, self.cfg, el.ref.index,
+                                     self.default_crop, self.provenance)
+            except StageError as e:
+                _count(f"failures_{e.stage}")
+                el = el.fail(e.stage, e.error)
+            else:
+                path = staged_path(out, el.shard, pe.index, pe.num_frames)
+                save_staged(pe, path)
+                _count("episodes_processed")
+                _count("frames_processed", pe.num_frames)
+                yield el.shard, StagedEpisode(el.shard, pe.index, pe.dataset, pe.episode_id,
+                                              str(path), pe.num_frames, pe.num_points)
+                return
+        path = staged_path(out, el.shard, el.index, 0, failed=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(el.__dict__))
+        yield el.shard, el
+
+
+class WriteShard(beam.DoFn):
+    """The one writer of a shard: zarr store, SFT records, failures table, then the commit marker."""
+
+    def __init__(self, cfg: JobConfig, attributes: dict[str, Any]):
+        self.cfg, self.attributes = cfg, attributes
+
+    def process(self, keyed) -> Iterable[ShardCommit]:
+        shard, items = keyed
+        out = Path(self.cfg.out)
+        if commit_path(out, shard).exists():  # a retried bundle: already committed
+            return
+        items = sorted(items, key=lambda x: x.index)
+        ok = [x for x in items if isinstance(x, StagedEpisode)]
+        failed = [x for x in items if isinstance(x, FailedEpisode)]
+        episodes = [load_staged(x.path) for x in ok]
+        rel_zarr = f"pointclouds/{shard_name(shard)}"
+        zarr_path = out / rel_zarr
+        if zarr_path.exists():  # written by an attempt that died before its commit marker
+            shutil.rmtree(zarr_path)
+        checksum = None
+        if episodes:
+            zarr_path.parent.mkdir(parents=True, exist_ok=True)
+            attrs = {**self.attributes, "shard": shard,
+                     "episode_provenance": {e.episode_id: e.provenance for e in episodes}}
+            write_shard(zarr_path, episodes, attrs, self.cfg.zarr_format, self.cfg.chunk_frames)
+            checksum = tree_sha256(zarr_path)
+        rel_sft = f"sft/records-{shard:05d}.parquet"
+        sft = pa.concat_tables([e.sft for e in episodes]) if episodes else SFT_SCHEMA.empty_table()
+        write_parquet_atomic(sft, out / rel_sft)
+        rel_fail = f"failures/failures-{shard:05d}.parquet"
+        write_parquet_atomic(failures_table(failed), out / rel_fail)
+        by_stage: dict[str, int] = {}
+        for f in failed:
+            by_stage[f.stage] = by_stage.get(f.stage, 0) + 1
+        commit = ShardCommit(
+            shard=shard, path=rel_zarr if episodes else None, sft_path=rel_sft,
+            failures_path=rel_fail, episodes=len(episodes),
+            frames=sum(e.num_frames for e in episodes), failures=len(failed),
+            sft_records=sft.num_rows, points=sum(e.num_points for e in episodes),
+            checksum=checksum, episode_ids=[e.episode_id for e in episodes],
+            failed_episode_ids=[f.episode_id for f in failed], failures_by_stage=by_stage)
+        write_commit(out, commit)
+        shutil.rmtree(staging_dir(out, shard), ignore_errors=True)
+        _count("shards_written")
+        _count("episodes_written", commit.episodes)
+        _count("points_written", commit.points)
+        yield commit
+
+
+def build_pipeline(p: beam.Pipeline, cfg: JobConfig, refs: list[EpisodeRef], depth_backend: str,
+                   mask_backend: str, default_crop, attributes: dict[str, Any]):
+    """Attach the job's transforms to `p`; returns the PCollection of shard commits."""
+    provenance = {"depth_backend": depth_backend, "mask_backend": mask_backend}
+    work = (
+        p
+        | "EpisodeRefs" >> beam.Create(refs)
+        | "Reshuffle" >> beam.Reshuffle()
+        | "Read" >> beam.ParDo(ReadEpisode(cfg))
+        | "Depth" >> RunInference(DepthHandler(depth_backend, cfg.batch_frames))
+        | "DepthResult" >> beam.Map(inference_result)
+        | "CountDepth" >> beam.ParDo(CountPass("depth"))
+    )
+    if mask_backend != "none":
+        work = (
+            work
+            | "Masks" >> RunInference(MaskHandler(mask_backend))
+            | "MaskResult" >> beam.Map(inference_result)
+            | "CountMasks" >> beam.ParDo(CountPass("masks"))
+        )
+    return (
+        work
+        | "PointCloudsAndSFT" >> beam.ParDo(ProcessAndStage(cfg, default_crop, provenance))
+        | "GroupByShard" >> beam.GroupByKey()
+        | "WriteShard" >> beam.ParDo(WriteShard(cfg, attributes))
+    )

@@ -1,0 +1,66 @@
+"""The dataset card (`<out>/README.md`) with a Hub `configs:` block for the Parquet tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+_CARD = """---
+license: other
+task_categories:
+- robotics
+tags:
+- appf
+- point-cloud
+- robotics
+configs:
+- config_name: sft
+  data_files: "sft/*.parquet"
+- config_name: failures
+  data_files: "failures/*.parquet"
+---
+
+# appf re-annotated dataset: {sources}
+
+Written by appf {code_version} (schema {schema_version}), config hash `{config_hash}`.
+
+| | |
+|---|---|
+| episodes | {episodes} of {planned} planned |
+| frames | {frames} |
+| SFT keyframe records | {sft_records} |
+| failed episodes | {failures} |
+| shards | {shards} |
+| depth backend | {depth_backend} |
+| mask backend | {mask_backend} |
+| crop box (base frame, m) | {crop_box} |
+| points per frame | {n_points} |
+
+## Layout
+
+- `pointclouds/shard-NNNNN.zarr`: diffusion_policy / DP3 replay-buffer layout (Zarr format
+  {zarr_format}): `data/point_cloud` (T, N, 6) float32 xyz in the robot base frame (m) + rgb in [0, 1],
+  `data/point_label` (T, N) uint8 (0 background, 1 robot, 2 task object), `data/point_count_real` (T,),
+  `data/state` (T, 8 x arms), `data/action`, `data/ee_pose` (T, arms, 7; xyz + quat xyzw),
+  `data/gripper` (T, arms; 0 open, 1 closed), `data/timestamp`, `data/keyframe`,
+  `meta/episode_ends` (cumulative, int64), `meta/episode_ids`.
+- `sft/records-NNNNN.parquet`: one row per gripper keyframe (image, instruction, K, anchor (u, v) and
+  (u, v, d), waypoints and target pose in the camera frame, gripper command, chat `messages`).
+- `failures/failures-NNNNN.parquet`: episodes that failed, with stage and reason.
+- `manifest.json`: config, counts, shard checksums.
+"""
+
+
+def write_dataset_card(out: str | Path, manifest: dict[str, Any]) -> Path:
+    c, prov = manifest["counts"], manifest["provenance"]
+    text = _CARD.format(
+        sources=", ".join(manifest["sources"]), code_version=manifest["code_version"],
+        schema_version=manifest["schema_version"], config_hash=manifest["config_hash"],
+        episodes=c["episodes"], planned=c["planned_episodes"], frames=c["frames"],
+        sft_records=c["sft_records"], failures=c["failures"], shards=c["shards"],
+        depth_backend=prov["depth_backend"], mask_backend=prov["mask_backend"],
+        crop_box=prov["crop_box"], n_points=prov["n_points"],
+        zarr_format=manifest.get("zarr_format", 3))
+    path = Path(out) / "README.md"
+    path.write_text(text)
+    return path

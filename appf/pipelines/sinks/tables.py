@@ -1,0 +1,28 @@
+"""Parquet tables written whole, by temp file + rename."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from appf.pipelines.processed import FailedEpisode
+from appf.schemas import FAILURE_SCHEMA
+
+
+def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
+def failures_table(failures: list[FailedEpisode]) -> pa.Table:
+    rows = [{"dataset": f.dataset, "episode_id": f.episode_id, "stage": f.stage,
+             "error_type": f.error_type, "message": f.message, "shard": f.shard} for f in failures]
+    return pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)

@@ -1,0 +1,82 @@
+"""Whole-shard Zarr writes in the diffusion_policy / DP3 replay-buffer layout (DESIGN §4).
+
+One writer per shard: the shard is written into a temporary directory next to its final path
+and renamed into place, so a shard path either does not exist or holds a complete shard.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import zarr
+from numcodecs import Blosc
+from zarr.codecs import BloscCodec
+
+from appf.pipelines.processed import STEP_ARRAYS, ProcessedEpisode
+
+
+def shard_name(shard: int) -> str:
+    return f"shard-{shard:05d}.zarr"
+
+
+def _compressor(zarr_format: int):
+    # DP3's writers use Blosc zstd level 3 with byte shuffle on every array.
+    if zarr_format == 2:
+        return Blosc(cname="zstd", clevel=3, shuffle=Blosc.SHUFFLE)
+    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+
+def _write_array(group: zarr.Group, name: str, data: np.ndarray, zarr_format: int,
+                 chunk_frames: int) -> None:
+    chunks = (max(1, min(chunk_frames, data.shape[0])), *data.shape[1:]) if data.ndim else ()
+    kwargs: dict[str, Any] = {"compressors": _compressor(zarr_format)}
+    if zarr_format == 3 and data.ndim:
+        # One shard object per array: chunks stay the unit of reading, the shard the unit of
+        # writing (few files per store: object stores and the Hub want that).
+        n_chunks = -(-data.shape[0] // chunks[0])
+        kwargs["shards"] = (max(1, n_chunks) * chunks[0], *data.shape[1:])
+    arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
+                             zarr_format=zarr_format, **kwargs) if data.dtype != object else None
+    if arr is None:
+        arr = group.create_array(name, shape=data.shape, dtype=str, zarr_format=zarr_format)
+    if data.size:
+        arr[...] = data
+
+
+def write_shard(final_path: str | Path, episodes: Sequence[ProcessedEpisode],
+                attributes: dict[str, Any], zarr_format: int = 3, chunk_frames: int = 100) -> Path:
+    """Write `episodes` (in the given order) as one replay-buffer store at `final_path`.
+
+    Raises FileExistsError when the shard already exists (another attempt committed it).
+    """
+    final_path = Path(final_path)
+    if final_path.exists():
+        raise FileExistsError(f"shard {final_path} already exists")
+    tmp = final_path.with_name(f".{final_path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=zarr_format)
+        data = root.create_group("data")
+        meta = root.create_group("meta")
+        for key in STEP_ARRAYS:
+            parts = [ep.arrays[key] for ep in episodes]
+            _write_array(data, key, np.concatenate(parts, axis=0), zarr_format, chunk_frames)
+        ends = np.cumsum([ep.num_frames for ep in episodes]).astype(np.int64)
+        _write_array(meta, "episode_ends", ends, zarr_format, chunk_frames=max(1, len(ends)))
+        ids = np.array([ep.episode_id for ep in episodes], dtype=object)
+        _write_array(meta, "episode_ids", ids, zarr_format, chunk_frames=max(1, len(ids)))
+        root.attrs.update(attributes)
+        os.rename(tmp, final_path)  # the commit point of the store; fails if it exists
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final_path
+
+
+def open_shard(path: str | Path) -> zarr.Group:
+    """Open a shard read-only (format 2 or 3)."""
+    return zarr.open_group(str(path), mode="r")
