@@ -12,14 +12,30 @@ from appf.pipelines.sources.synthetic import SyntheticSource
 from appf.schemas import EpisodeRef, LazyFrames
 
 
+class _ArraySlicer:
+    """A picklable loader (Beam pickles elements, so loaders cannot be lambdas)."""
+
+    def __init__(self, arr: np.ndarray):
+        self.arr = arr
+
+    def __call__(self, a: int, b: int) -> np.ndarray:
+        return self.arr[a:b]
+
+
+class _Raiser:
+    def __init__(self, message: str):
+        self.message = message
+
+    def __call__(self, a: int, b: int) -> np.ndarray:
+        raise OSError(self.message)
+
+
 def _lazy(arr: np.ndarray, name: str) -> LazyFrames:
-    return LazyFrames(arr.shape, arr.dtype, lambda a, b: arr[a:b], name)
+    return LazyFrames(arr.shape, arr.dtype, _ArraySlicer(arr), name)
 
 
 def _raising(shape, dtype, message: str) -> LazyFrames:
-    def loader(a, b):
-        raise OSError(message)
-    return LazyFrames(tuple(shape), np.dtype(dtype), loader, "corrupt")
+    return LazyFrames(tuple(shape), np.dtype(dtype), _Raiser(message), "corrupt")
 
 
 class FaultySource(SyntheticSource):

@@ -9,7 +9,7 @@ from appf.launch.runners import local_options
 from appf.pipelines.config import JobConfig
 from appf.pipelines.job import run_job
 
-SMALL_SOURCE = {"episodes": 4, "steps": 12, "height": 96, "width": 128, "seed": 7}
+SMALL_SOURCE = {"episodes": 4, "steps": 16, "height": 96, "width": 128, "seed": 0}
 
 
 def small_config(out: Path, **overrides) -> JobConfig:

@@ -68,7 +68,7 @@ def test_validation_message_names_every_problem(faulty_job):
     out, _ = faulty_job
     rows = pq.read_table(out / "failures/failures-00000.parquet").to_pylist()
     msg = next(r["message"] for r in rows if r["episode_id"] == "synthetic-000003")
-    assert "synthetic/synthetic-000003" in msg and "expected shape (12, D)" in msg
+    assert "synthetic/synthetic-000003" in msg and "expected shape (16, D)" in msg
 
 
 def test_bad_config_is_a_clear_error():

@@ -42,13 +42,13 @@ def test_shard_is_dp3_replay_buffer_layout(job3):
     out, _ = job3
     root = zarr.open_group(str(out / "pointclouds/shard-00000.zarr"), mode="r")
     ends = root["meta/episode_ends"][:]
-    assert ends.dtype == np.int64 and ends.tolist() == [12, 24]
+    assert ends.dtype == np.int64 and ends.tolist() == [16, 32]
     assert list(root["meta/episode_ids"][:]) == ["synthetic-000000", "synthetic-000001"]
     pc = root["data/point_cloud"]
-    assert pc.shape == (24, 128, 6) and pc.dtype == np.float32
+    assert pc.shape == (32, 128, 6) and pc.dtype == np.float32
     for key in ("state", "action", "ee_pose", "gripper", "timestamp", "keyframe", "point_label"):
-        assert root[f"data/{key}"].shape[0] == 24
-    assert root["data/state"].shape == (24, 8)
+        assert root[f"data/{key}"].shape[0] == 32
+    assert root["data/state"].shape == (32, 8)
     rgb = pc[:][..., 3:]
     assert rgb.min() >= 0 and rgb.max() <= 1
     meta = json.loads((out / "pointclouds/shard-00000.zarr/data/point_cloud/zarr.json").read_text())
@@ -65,7 +65,7 @@ def test_points_lie_on_ground_truth_surfaces(job3):
     cam = next(iter(ep.cameras.values()))
     from scipy.spatial import cKDTree
 
-    for t in (0, 5, 11):
+    for t in (0, 7, 15):
         pts = unproject(cam.depth[t].astype(np.float64), cam.intrinsics)
         valid = cam.depth[t] > 0
         surface = transform_points(cam.T_base_cam_at(t), pts[valid])
@@ -108,7 +108,7 @@ def test_zarr_format_2_layout(tmp_path):
     ends = json.loads((shard / "meta/episode_ends/.zarray").read_text())
     assert ends["dtype"] == "<i8"
     root = zarr.open_group(str(shard), mode="r", zarr_format=2)
-    assert root["meta/episode_ends"][:].tolist() == [12, 24]
+    assert root["meta/episode_ends"][:].tolist() == [16, 32]
     assert validate_output(out) == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -74,6 +75,10 @@ def _sources(args: argparse.Namespace) -> int:
     return 0
 
 
+# Modules that add their own subcommands through `register(subparsers)`.
+_PLUGIN_COMMANDS: tuple[str, ...] = ("appf.launch.depth_cli", "appf.launch.train_cli")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appf", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="show Beam's own logs")
@@ -112,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sources", help="list the sources and what each provides")
     s.set_defaults(func=_sources)
+    for module in _PLUGIN_COMMANDS:
+        try:
+            plugin = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        plugin.register(sub)
     return parser
 
 

@@ -10,7 +10,6 @@ the DaskRunner included, executes.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -124,20 +123,25 @@ class WriteShard(beam.DoFn):
         out = Path(self.cfg.out)
         if commit_path(out, shard).exists():  # a retried bundle: already committed
             return
-        items = sorted(items, key=lambda x: x.index)
+        # A runner may deliver a duplicate of an element (retries, recomputation): keep one.
+        items = sorted({(type(x).__name__, x.index): x for x in items}.values(),
+                       key=lambda x: x.index)
         ok = [x for x in items if isinstance(x, StagedEpisode)]
         failed = [x for x in items if isinstance(x, FailedEpisode)]
         episodes = [load_staged(x.path) for x in ok]
         rel_zarr = f"pointclouds/{shard_name(shard)}"
         zarr_path = out / rel_zarr
-        if zarr_path.exists():  # written by an attempt that died before its commit marker
-            shutil.rmtree(zarr_path)
         checksum = None
         if episodes:
             zarr_path.parent.mkdir(parents=True, exist_ok=True)
             attrs = {**self.attributes, "shard": shard,
                      "episode_provenance": {e.episode_id: e.provenance for e in episodes}}
-            write_shard(zarr_path, episodes, attrs, self.cfg.zarr_format, self.cfg.chunk_frames)
+            try:
+                write_shard(zarr_path, episodes, attrs, self.cfg.zarr_format, self.cfg.chunk_frames)
+            except FileExistsError:
+                # A concurrent attempt renamed its complete, identical shard into place first
+                # (the driver removes uncommitted shards before a run, so no stale one is here).
+                _count("duplicate_shard_attempts")
             checksum = tree_sha256(zarr_path)
         rel_sft = f"sft/records-{shard:05d}.parquet"
         sft = pa.concat_tables([e.sft for e in episodes]) if episodes else SFT_SCHEMA.empty_table()
@@ -154,31 +158,55 @@ class WriteShard(beam.DoFn):
             sft_records=sft.num_rows, points=sum(e.num_points for e in episodes),
             checksum=checksum, episode_ids=[e.episode_id for e in episodes],
             failed_episode_ids=[f.episode_id for f in failed], failures_by_stage=by_stage)
-        write_commit(out, commit)
-        shutil.rmtree(staging_dir(out, shard), ignore_errors=True)
+        write_commit(out, commit)  # staging is removed by the driver after the run
         _count("shards_written")
         _count("episodes_written", commit.episodes)
         _count("points_written", commit.points)
         yield commit
 
 
+class HandlerPass(beam.DoFn):
+    """The same model handler as RunInference, called from a plain DoFn (one model per DoFn
+    instance). For runners whose translation of RunInference is broken: Beam 2.77's DaskRunner
+    computes only one branch of RunInference's expansion and silently drops elements."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.model = None
+
+    def setup(self) -> None:
+        self.model = self.handler.load_model()
+
+    def process(self, el):
+        yield from self.handler.run_inference([el], self.model)
+
+
+def _annotation_pass(handler, run_inference: bool) -> beam.PTransform:
+    return RunInference(handler) if run_inference else beam.ParDo(HandlerPass(handler))
+
+
 def build_pipeline(p: beam.Pipeline, cfg: JobConfig, refs: list[EpisodeRef], depth_backend: str,
-                   mask_backend: str, default_crop, attributes: dict[str, Any]):
-    """Attach the job's transforms to `p`; returns the PCollection of shard commits."""
+                   mask_backend: str, default_crop, attributes: dict[str, Any],
+                   run_inference: bool = True):
+    """Attach the job's transforms to `p`; returns the PCollection of shard commits.
+
+    `run_inference=False` runs the annotators' model handlers in plain DoFns (see HandlerPass).
+    """
     provenance = {"depth_backend": depth_backend, "mask_backend": mask_backend}
+    depth = DepthHandler(depth_backend, cfg.batch_frames)
     work = (
         p
         | "EpisodeRefs" >> beam.Create(refs)
         | "Reshuffle" >> beam.Reshuffle()
         | "Read" >> beam.ParDo(ReadEpisode(cfg))
-        | "Depth" >> RunInference(DepthHandler(depth_backend, cfg.batch_frames))
+        | "Depth" >> _annotation_pass(depth, run_inference)
         | "DepthResult" >> beam.Map(inference_result)
         | "CountDepth" >> beam.ParDo(CountPass("depth"))
     )
     if mask_backend != "none":
         work = (
             work
-            | "Masks" >> RunInference(MaskHandler(mask_backend))
+            | "Masks" >> _annotation_pass(MaskHandler(mask_backend), run_inference)
             | "MaskResult" >> beam.Map(inference_result)
             | "CountMasks" >> beam.ParDo(CountPass("masks"))
         )

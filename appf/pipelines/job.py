@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from appf import __version__
 from appf.pipelines.config import JobConfig
@@ -78,9 +78,15 @@ def _check_same_job(out: Path, cfg: JobConfig) -> None:
                                         "config": cfg.output_dict()}, indent=1))
 
 
-def _clean_stale_temporaries(out: Path) -> None:
-    for tmp in (out / "pointclouds").glob(".shard-*.tmp-*") if (out / "pointclouds").is_dir() else []:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _clean_uncommitted(out: Path, committed: set[int]) -> None:
+    """Before any worker runs: drop temporaries and shards that no commit marker vouches for
+    (an interrupted run's), so that workers may treat an existing shard as a duplicate's."""
+    pcs = out / "pointclouds"
+    for path in pcs.glob(".shard-*.tmp-*") if pcs.is_dir() else []:
+        shutil.rmtree(path, ignore_errors=True)
+    for path in pcs.glob("shard-*.zarr") if pcs.is_dir() else []:
+        if int(path.name[len("shard-"):-len(".zarr")]) not in committed:
+            shutil.rmtree(path)
 
 
 def _query_counters(result) -> dict[str, int]:
@@ -102,10 +108,9 @@ def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = No
     source = make_source(cfg.source, cfg.source_options)
     depth_backend, mask_backend = resolve_backends(cfg, source.info)
     _check_same_job(out, cfg)
-    _clean_stale_temporaries(out)
-
     refs = source.list_refs()
     committed = read_commits(out)
+    _clean_uncommitted(out, set(committed))
     todo = [r for r in refs if cfg.shard_of(r.index) not in committed]
     skipped = len(refs) - len(todo)
     if skipped:
@@ -124,8 +129,9 @@ def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = No
     if todo:
         with ProgressMonitor(out, len(todo), staged_counts(out), cfg.progress_every_s, stream) as mon:
             p = beam.Pipeline(options=options)
-            build_pipeline(p, cfg, todo, depth_backend, mask_backend,
-                           source.info.default_crop, attributes)
+            runner = str(options.view_as(StandardOptions).runner or "")
+            build_pipeline(p, cfg, todo, depth_backend, mask_backend, source.info.default_crop,
+                           attributes, run_inference="Dask" not in runner)
             result = p.run()
             result.wait_until_finish()
             metrics = _query_counters(result)

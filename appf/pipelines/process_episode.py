@@ -70,8 +70,9 @@ def episode_point_clouds(ep: Episode, labels: dict[str, np.ndarray] | None, came
         ]
         try:
             cloud = frame_point_cloud(views, ccfg)
-        except ValueError as e:
-            raise ValueError(f"{ep.key} step {t} (cameras {cameras}): {e}") from e
+        except ValueError as e:  # keep the type (EmptyCloudError...), say where
+            e.args = (f"{ep.key} step {t} (cameras {cameras}): {e}", *e.args[1:])
+            raise
         points[t], point_labels[t], n_real[t] = cloud.points, cloud.labels, cloud.n_real
     return points, point_labels, n_real
 

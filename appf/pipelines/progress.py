@@ -19,13 +19,16 @@ def staged_counts(out: Path) -> tuple[int, int]:
     """(episodes, frames) processed so far: staged, failed, or already in committed shards."""
     episodes = frames = 0
     staging = out / STAGING_DIR
+    commits = read_commits(out)
     if staging.is_dir():
         for f in staging.rglob("ep-*"):
+            if int(f.parent.name.split("-")[1]) in commits:
+                continue  # counted through its commit marker
             m = _STAGED.search(f.name)
             if m:
                 episodes += 1
                 frames += int(m.group(1))
-    for c in read_commits(out).values():
+    for c in commits.values():
         episodes += c.episodes + c.failures
         frames += c.frames
     return episodes, frames

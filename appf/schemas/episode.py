@@ -36,6 +36,8 @@ class LazyFrames:
     """Frames decoded on demand: `loader(start, stop)` returns frames [start, stop) as an array.
 
     Holds no pixels itself, so an episode that carries only LazyFrames is cheap to shuffle.
+    `loader` must be picklable (a module-level function, functools.partial of one, or a small
+    class with __call__): Beam pickles elements, and a lambda or closure fails there.
     """
 
     shape: tuple[int, ...]

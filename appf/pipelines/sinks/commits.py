@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def commit_path(out: str | Path, shard: int) -> Path:
 def write_commit(out: str | Path, commit: ShardCommit) -> None:
     path = commit_path(out, commit.shard)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.write_text(json.dumps(asdict(commit), indent=1, sort_keys=True))
     os.replace(tmp, path)
 

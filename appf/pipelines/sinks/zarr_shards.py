@@ -33,17 +33,18 @@ def _compressor(zarr_format: int):
 
 def _write_array(group: zarr.Group, name: str, data: np.ndarray, zarr_format: int,
                  chunk_frames: int) -> None:
-    chunks = (max(1, min(chunk_frames, data.shape[0])), *data.shape[1:]) if data.ndim else ()
-    kwargs: dict[str, Any] = {"compressors": _compressor(zarr_format)}
-    if zarr_format == 3 and data.ndim:
-        # One shard object per array: chunks stay the unit of reading, the shard the unit of
-        # writing (few files per store: object stores and the Hub want that).
-        n_chunks = -(-data.shape[0] // chunks[0])
-        kwargs["shards"] = (max(1, n_chunks) * chunks[0], *data.shape[1:])
-    arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
-                             zarr_format=zarr_format, **kwargs) if data.dtype != object else None
-    if arr is None:
-        arr = group.create_array(name, shape=data.shape, dtype=str, zarr_format=zarr_format)
+    """One array, chunked along time only; strings (episode ids) as variable-length UTF-8."""
+    if data.dtype == object:
+        arr = group.create_array(name, shape=data.shape, dtype=str)
+    else:
+        chunks = (max(1, min(chunk_frames, data.shape[0])), *data.shape[1:])
+        kwargs: dict[str, Any] = {"compressors": _compressor(zarr_format)}
+        if zarr_format == 3:
+            # One shard object per array: chunks stay the unit of reading, the shard the unit
+            # of writing (few files per store: object stores and the Hub want that).
+            n_chunks = -(-data.shape[0] // chunks[0])
+            kwargs["shards"] = (max(1, n_chunks) * chunks[0], *data.shape[1:])
+        arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks, **kwargs)
     if data.size:
         arr[...] = data
 

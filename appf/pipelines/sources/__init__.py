@@ -10,6 +10,9 @@ from appf.schemas import ConfigError
 
 SOURCES: dict[str, str] = {
     "synthetic": "appf.pipelines.sources.synthetic:SyntheticSource",
+    "droid_raw": "appf.pipelines.sources.droid_raw:DroidRawSource",
+    "agibot": "appf.pipelines.sources.agibot:AgiBotSource",
+    "bridge_raw": "appf.pipelines.sources.bridge_raw:BridgeRawSource",
 }
 
 

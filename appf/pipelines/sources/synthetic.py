@@ -23,6 +23,7 @@ import numpy as np
 from appf.pipelines.sources.base import SourceInfo
 from appf.schemas import (
     CameraStream,
+    ConfigError,
     Episode,
     EpisodeRef,
     RobotInfo,
@@ -80,15 +81,15 @@ class SyntheticSource:
                  seed: int = 0, stereo: bool = True, control_hz: float = 10.0,
                  **unused: Any) -> None:
         if episodes < 0:
-            raise ValueError(f"episodes must be >= 0, got {episodes}")
+            raise ConfigError(f"episodes must be >= 0, got {episodes}")
         if steps < scene.MIN_STEPS:
-            raise ValueError(f"steps must be >= {scene.MIN_STEPS}, got {steps}")
+            raise ConfigError(f"steps must be >= {scene.MIN_STEPS}, got {steps}")
         if height < 8 or width < 8:
-            raise ValueError(f"image size must be at least 8x8, got {height}x{width}")
+            raise ConfigError(f"image size must be at least 8x8, got {height}x{width}")
         if control_hz <= 0:
-            raise ValueError(f"control_hz must be > 0, got {control_hz}")
+            raise ConfigError(f"control_hz must be > 0, got {control_hz}")
         if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+            raise ConfigError(f"seed must be >= 0, got {seed}")
         self.episodes = int(episodes)
         self.steps = int(steps)
         self.height = int(height)

@@ -1,0 +1,193 @@
+"""Benchmark of the per-frame point-cloud stage against the DP3 way.
+
+    python bench/bench_pointcloud.py [--frames N] [--json FILE]
+
+Frames: 640x480 tabletop depth + RGB from ``SyntheticSource`` (see ``load_frames``), cropped with
+the source's default workspace box, 1024 points.
+
+- ours:      ``appf.transforms.pointcloud.frame_point_cloud`` (filters, image-space pre-reduction,
+             QuickFPS), as the pipeline runs it;
+- baseline:  the DP3 way: numpy unproject of every pixel, to base, crop, Open3D
+             ``farthest_point_down_sample`` (needs open3d-cpu);
+- exact:     ``fpsample.fps_sampling`` (exact greedy FPS from index 0) on the full cropped cloud.
+
+Everything runs single-threaded (OMP/BLAS/OpenCV threads = 1) so the comparison is per core.
+Chamfer distances are symmetric means of nearest-neighbour distances (``metrics.chamfer_distance``).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import cv2  # noqa: E402
+import fpsample  # noqa: E402
+import numpy as np  # noqa: E402
+
+from appf.transforms.crop import CropBox  # noqa: E402
+from appf.transforms.metrics import chamfer_distance, coverage_radius  # noqa: E402
+from appf.transforms.pointcloud import CameraView, CloudConfig, frame_point_cloud  # noqa: E402
+
+cv2.setNumThreads(1)
+N_POINTS = 1024
+OPEN3D_HELP = (
+    "Open3D is needed for the DP3-way baseline: pip install open3d-cpu==0.20.0 "
+    "(or `pip install -e .[bench]`) and, on Debian/Ubuntu, apt-get install libusb-1.0-0 libgl1"
+)
+
+
+@dataclass
+class Frame:
+    view: CameraView
+    crop: CropBox
+
+
+def load_frames(n: int, height: int = 480, width: int = 640) -> list[Frame]:
+    """``n`` tabletop frames (640x480 by default) from the synthetic source, episode after episode."""
+    from appf.pipelines.sources.synthetic import SyntheticSource
+
+    frames: list[Frame] = []
+    episodes = 1
+    while True:
+        src = SyntheticSource(episodes=episodes, height=height, width=width, seed=0)
+        crop = CropBox(*src.info.default_crop)
+        refs = src.list_refs()
+        for ref in refs[len(refs) - 1 :] if episodes > 1 else refs:
+            ep = src.read(ref)
+            for cam in ep.cameras.values():
+                depth, rgb = np.asarray(cam.depth), np.asarray(cam.rgb)
+                for t in range(depth.shape[0]):
+                    frames.append(Frame(CameraView(depth[t], rgb[t], cam.intrinsics, cam.T_base_cam_at(t)), crop))
+                    if len(frames) == n:
+                        return frames
+        episodes += 1
+
+
+def dp3_crop(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """DP3 way, part 1: numpy unproject of all pixels (float64), to base, drop invalid, crop."""
+    v = frame.view
+    h, w = v.depth_m.shape
+    K = v.K
+    uu, vv = np.meshgrid(np.arange(w), np.arange(h))
+    z = v.depth_m.astype(np.float64)
+    pts = np.stack([(uu - K[0, 2]) * z / K[0, 0], (vv - K[1, 2]) * z / K[1, 1], z], -1).reshape(-1, 3)
+    pts = pts @ v.T_base_cam[:3, :3].T + v.T_base_cam[:3, 3]
+    rgb = v.rgb.reshape(-1, 3)
+    keep = (z.reshape(-1) > 0) & frame.crop.contains(pts)
+    return pts[keep], rgb[keep]
+
+
+def dp3_baseline(frame: Frame, o3d) -> np.ndarray:
+    """DP3 way: crop, then Open3D farthest_point_down_sample to 1024 points (xyz + rgb)."""
+    pts, rgb = dp3_crop(frame)
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    pc.colors = o3d.utility.Vector3dVector(rgb / 255.0)
+    down = pc.farthest_point_down_sample(N_POINTS)
+    return np.concatenate([np.asarray(down.points), np.asarray(down.colors)], axis=1)
+
+
+def _time(fn, items: list) -> tuple[float, list]:
+    """Mean seconds per item of ``fn`` (after one warm-up call) and its outputs."""
+    fn(items[0])
+    outs, t0 = [], time.perf_counter()
+    for item in items:
+        outs.append(fn(item))
+    return (time.perf_counter() - t0) / len(items), outs
+
+
+def run(n_frames: int) -> dict:
+    frames = load_frames(n_frames)
+    cfg_of = {id(f): CloudConfig(n_points=N_POINTS, crop=f.crop) for f in frames}
+    ours_s, ours = _time(lambda f: frame_point_cloud([f.view], cfg_of[id(f)]), frames)
+
+    full = [dp3_crop(f)[0].astype(np.float32) for f in frames]
+    exact_s, exact_idx = _time(lambda c: fpsample.fps_sampling(c, N_POINTS, start_idx=0), full)
+    exact = [c[i] for c, i in zip(full, exact_idx)]
+
+    try:
+        import open3d as o3d
+    except Exception as exc:  # noqa: BLE001 - any import failure means no baseline
+        print(f"[baseline skipped] cannot import open3d ({type(exc).__name__}: {exc}).\n{OPEN3D_HELP}")
+        o3d = None
+    base_s, base = (_time(lambda f: dp3_baseline(f, o3d), frames) if o3d else (float("nan"), None))
+
+    def mean(xs):
+        return float(np.mean(xs))
+
+    # noise floor: exact FPS started from another point (the middle index) vs from index 0
+    other = [c[fpsample.fps_sampling(c, N_POINTS, start_idx=len(c) // 2)] for c in full]
+    res = {
+        "frames": n_frames,
+        "image": list(frames[0].view.depth_m.shape),
+        "crop": frames[0].crop.to_list(),
+        "points_in_crop_mean": mean([len(c) for c in full]),
+        "threads": "1 (OMP/BLAS/OpenCV)",
+        "ours_ms": ours_s * 1e3,
+        "ours_fps": 1.0 / ours_s,
+        "baseline_dp3_open3d_ms": base_s * 1e3,
+        "baseline_dp3_open3d_fps": 1.0 / base_s,
+        "exact_fpsample_on_crop_ms": exact_s * 1e3,
+        "exact_fpsample_on_crop_fps": 1.0 / exact_s,
+        "speedup_vs_baseline": base_s / ours_s,
+        "speedup_vs_exact_fps_only": exact_s / ours_s,
+        "chamfer_ours_vs_exact_mm": mean([chamfer_distance(o.points, e) for o, e in zip(ours, exact)]) * 1e3,
+        "chamfer_exact_other_start_vs_exact_mm": mean([chamfer_distance(o, e) for o, e in zip(other, exact)]) * 1e3,
+        "coverage_chamfer_vs_crop_mm": {
+            "ours": mean([chamfer_distance(c, o.points) for c, o in zip(full, ours)]) * 1e3,
+            "exact": mean([chamfer_distance(c, e) for c, e in zip(full, exact)]) * 1e3,
+        },
+        "coverage_radius_vs_crop_mm": {
+            "ours": mean([coverage_radius(c, o.points) for c, o in zip(full, ours)]) * 1e3,
+            "exact": mean([coverage_radius(c, e) for c, e in zip(full, exact)]) * 1e3,
+        },
+        "ours_n_real_min": int(min(o.n_real for o in ours)),
+    }
+    if base is not None:
+        res["chamfer_baseline_vs_exact_mm"] = mean([chamfer_distance(b, e) for b, e in zip(base, exact)]) * 1e3
+        res["coverage_chamfer_vs_crop_mm"]["baseline"] = mean([chamfer_distance(c, b) for c, b in zip(full, base)]) * 1e3
+        res["coverage_radius_vs_crop_mm"]["baseline"] = mean([coverage_radius(c, b) for c, b in zip(full, base)]) * 1e3
+    return res
+
+
+def report(r: dict) -> str:
+    cov, rad = r["coverage_chamfer_vs_crop_mm"], r["coverage_radius_vs_crop_mm"]
+    lines = [
+        f"frames: {r['frames']} x {r['image'][1]}x{r['image'][0]} tabletop, crop {r['crop']}, "
+        f"{r['points_in_crop_mean']:.0f} points in crop (mean), {N_POINTS} samples, single thread",
+        f"ours (filters + image-space pre-reduction + QuickFPS): {r['ours_ms']:7.2f} ms/frame  {r['ours_fps']:7.1f} frames/s",
+        f"baseline DP3 way (numpy + Open3D FPS):                 {r['baseline_dp3_open3d_ms']:7.2f} ms/frame  "
+        f"{r['baseline_dp3_open3d_fps']:7.1f} frames/s   -> ours is {r['speedup_vs_baseline']:.1f}x",
+        f"exact FPS only (fpsample, full crop):                  {r['exact_fpsample_on_crop_ms']:7.2f} ms/frame  "
+        f"{r['exact_fpsample_on_crop_fps']:7.1f} frames/s   -> ours is {r['speedup_vs_exact_fps_only']:.1f}x",
+        f"Chamfer to the exact-FPS sample: ours {r['chamfer_ours_vs_exact_mm']:.2f} mm"
+        + (f", baseline {r['chamfer_baseline_vs_exact_mm']:.2f} mm" if "chamfer_baseline_vs_exact_mm" in r else "")
+        + f"; noise floor (exact FPS from another start) {r['chamfer_exact_other_start_vs_exact_mm']:.2f} mm",
+        "coverage Chamfer vs full crop: " + ", ".join(f"{k} {v:.2f} mm" for k, v in cov.items()),
+        "coverage radius (max NN) vs full crop: " + ", ".join(f"{k} {v:.1f} mm" for k, v in rad.items()),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=10, help="frames to time (default 10)")
+    ap.add_argument("--json", type=str, default=None, help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    res = run(args.frames)
+    print(report(res))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(res, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
