@@ -55,17 +55,16 @@ class ReadEpisode(beam.DoFn):
     def setup(self) -> None:
         self.source = make_source(self.cfg.source, self.cfg.source_options)
 
-    def process(self, ref: EpisodeRef) -> Iterable[EpisodeWork | FailedEpisode]:
-        shard = self.cfg.shard_of(ref.index)
+    def process(self, ref: EpisodeRef) -> Iterable[EpisodeWork]:
+        work = EpisodeWork(ref, self.cfg.shard_of(ref.index), None)
         try:
-            ep = check_episode(self.source.read(ref))
+            work.episode = check_episode(self.source.read(ref))
         except Exception as e:  # noqa: BLE001 - recorded, the job goes on
             _count("failures_read")
-            yield FailedEpisode(shard, ref.index, ref.dataset, ref.episode_id, "read",
-                                type(e).__name__, str(e))
+            yield work.fail("read", e)
             return
         _count("episodes_read")
-        yield EpisodeWork(ref, shard, ep)
+        yield work
 
 
 class CountPass(beam.DoFn):
@@ -75,8 +74,8 @@ class CountPass(beam.DoFn):
         self.stage = stage
 
     def process(self, el):
-        if isinstance(el, FailedEpisode):
-            if el.stage == self.stage:
+        if el.failure is not None:
+            if el.failure.stage == self.stage:
                 _count(f"failures_{self.stage}")
         else:
             _count(f"frames_{self.stage}", el.episode.num_steps)
@@ -91,7 +90,7 @@ class ProcessAndStage(beam.DoFn):
 
     def process(self, el):
         out = self.cfg.out
-        if isinstance(el, EpisodeWork):
+        if el.failure is None:
             try:
                 pe = process_episode(el.episode, el.labels, self.cfg, el.ref.index,
                                      self.default_crop, self.provenance)
@@ -106,10 +105,11 @@ class ProcessAndStage(beam.DoFn):
                 yield el.shard, StagedEpisode(el.shard, pe.index, pe.dataset, pe.episode_id,
                                               str(path), pe.num_frames, pe.num_points)
                 return
-        path = staged_path(out, el.shard, el.index, 0, failed=True)
+        failure = el.failure
+        path = staged_path(out, failure.shard, failure.index, 0, failed=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(el.__dict__))
-        yield el.shard, el
+        path.write_text(json.dumps(failure.__dict__))
+        yield failure.shard, failure
 
 
 class WriteShard(beam.DoFn):
@@ -198,17 +198,17 @@ def build_pipeline(p: beam.Pipeline, cfg: JobConfig, refs: list[EpisodeRef], dep
         p
         | "EpisodeRefs" >> beam.Create(refs)
         | "Reshuffle" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(ReadEpisode(cfg))
+        | "Read" >> beam.ParDo(ReadEpisode(cfg)).with_output_types(EpisodeWork)
         | "Depth" >> _annotation_pass(depth, run_inference)
-        | "DepthResult" >> beam.Map(inference_result)
-        | "CountDepth" >> beam.ParDo(CountPass("depth"))
+        | "DepthResult" >> beam.Map(inference_result).with_output_types(EpisodeWork)
+        | "CountDepth" >> beam.ParDo(CountPass("depth")).with_output_types(EpisodeWork)
     )
     if mask_backend != "none":
         work = (
             work
             | "Masks" >> _annotation_pass(MaskHandler(mask_backend), run_inference)
-            | "MaskResult" >> beam.Map(inference_result)
-            | "CountMasks" >> beam.ParDo(CountPass("masks"))
+            | "MaskResult" >> beam.Map(inference_result).with_output_types(EpisodeWork)
+            | "CountMasks" >> beam.ParDo(CountPass("masks")).with_output_types(EpisodeWork)
         )
     return (
         work

@@ -2,7 +2,7 @@
 
 One element is one episode (`EpisodeWork`); the handler batches that episode's frames
 (`batch_frames`) through the annotator itself, so pixels never cross a shuffle. A failed
-episode flows through unchanged as a `FailedEpisode`.
+episode flows through unchanged, carrying its `FailedEpisode`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
+import pickle
+
+import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
@@ -21,19 +24,50 @@ from appf.schemas import Episode, EpisodeRef
 
 @dataclass
 class EpisodeWork:
-    """An episode on its way through the annotation passes."""
+    """An episode on its way through the annotation passes; once a stage fails, `episode` and
+    `labels` are dropped and `failure` says why (the element still flows to its shard writer)."""
 
     ref: EpisodeRef
     shard: int
-    episode: Episode
+    episode: Episode | None
     labels: dict[str, np.ndarray] | None = None
+    failure: FailedEpisode | None = None
 
-    def fail(self, stage: str, error: BaseException) -> FailedEpisode:
-        return FailedEpisode(self.shard, self.ref.index, self.ref.dataset, self.ref.episode_id,
-                             stage, type(error).__name__, str(error))
+    def fail(self, stage: str, error: BaseException) -> "EpisodeWork":
+        failure = FailedEpisode(self.shard, self.ref.index, self.ref.dataset, self.ref.episode_id,
+                                stage, type(error).__name__, str(error))
+        return replace(self, episode=None, labels=None, failure=failure)
+
+    def nbytes(self) -> int:
+        """Pixel and label bytes held (a size estimate that needs no encoding)."""
+        n = sum(a.nbytes for a in (self.labels or {}).values())
+        for cam in self.episode.cameras.values() if self.episode else ():
+            for a in (cam.rgb, cam.rgb_right, cam.depth, cam.segmentation):
+                if isinstance(a, np.ndarray):
+                    n += a.nbytes
+        return n + 256
 
 
-Element = EpisodeWork | FailedEpisode
+class EpisodeWorkCoder(beam.coders.Coder):
+    """Pickles an EpisodeWork (protocol 5) but estimates its size from array sizes: Beam samples
+    element sizes by encoding them, which for whole episodes of pixels cost half the job time."""
+
+    def encode(self, value: EpisodeWork) -> bytes:
+        return pickle.dumps(value, protocol=5)
+
+    def decode(self, encoded: bytes) -> EpisodeWork:
+        return pickle.loads(encoded)
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def estimate_size(self, value: EpisodeWork) -> int:
+        return value.nbytes()
+
+
+beam.coders.registry.register_coder(EpisodeWork, EpisodeWorkCoder)
+
+Element = EpisodeWork
 
 
 class _EpisodeHandler(ModelHandler[Element, Element, Any]):
@@ -51,7 +85,7 @@ class _EpisodeHandler(ModelHandler[Element, Element, Any]):
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
         out = []
         for work in batch:
-            if isinstance(work, FailedEpisode):
+            if work.failure is not None:
                 out.append(PredictionResult(work, work))
                 continue
             try:
@@ -59,6 +93,10 @@ class _EpisodeHandler(ModelHandler[Element, Element, Any]):
             except Exception as e:  # noqa: BLE001 - becomes a failure record of this stage
                 out.append(PredictionResult(work, work.fail(self.stage, e)))
         return out
+
+    def get_num_bytes(self, batch: Sequence[Element]) -> int:
+        """Pixel bytes of the batch (the default pickles every batch just to measure it)."""
+        return sum(w.nbytes() for w in batch)
 
     def get_metrics_namespace(self) -> str:
         return f"appf_{self.stage}"
