@@ -76,3 +76,22 @@ def test_bad_config_is_a_clear_error():
         JobConfig(zarr_format=4)
     with pytest.raises(ConfigError, match="unknown config key"):
         JobConfig.from_dict({"n_pointz": 3})
+
+
+def test_uncalibrated_camera_validates_but_cannot_give_base_frame_clouds():
+    import dataclasses
+
+    from appf.pipelines.sources.synthetic import SyntheticSource
+    from appf.schemas import check_episode, validate_episode
+
+    src = SyntheticSource(**{**SMALL_SOURCE, "episodes": 1})
+    ep = src.read(src.list_refs()[0])
+    cam = next(iter(ep.cameras.values()))
+    missing = dataclasses.replace(cam, T_base_cam=None)
+    bad = dataclasses.replace(ep, cameras={cam.name: missing})
+    assert [p.field for p in validate_episode(bad)] == ["cameras['front'].T_base_cam"]
+    flagged = dataclasses.replace(bad, cameras={cam.name: dataclasses.replace(
+        missing, extrinsics_unknown=True)})
+    check_episode(flagged)
+    with pytest.raises(ValueError, match="no extrinsics"):
+        flagged.cameras["front"].T_base_cam_at(0)

@@ -38,5 +38,5 @@ def pipeline_options(cfg: JobConfig) -> Iterator[PipelineOptions]:
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
     with LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         yield PipelineOptions(flags=[], runner=DASK_RUNNER, dask_client_address=cluster.scheduler_address)

@@ -50,7 +50,8 @@ class JobSummary:
             f"({self.skipped_episodes} already committed, skipped), {self.frames} frames, "
             f"{self.points} points, {self.sft_records} SFT records, {self.shards} shards; "
             f"failures {self.failures} ({fails}); {self.seconds:.1f} s ({rate:.1f} frames/s overall)"
-        )
+        ) + (f"\nbeam metrics: {metrics}" if (metrics := ", ".join(
+            f"{k}={v}" for k, v in sorted(self.metrics.items()))) else "")
 
 
 def resolve_backends(cfg: JobConfig, info) -> tuple[str, str]:

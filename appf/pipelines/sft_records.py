@@ -59,6 +59,7 @@ def chat_messages(instruction: str, t: KeyframeTarget) -> list[dict]:
 def sft_table(ep: Episode, cam: CameraStream, rgb: np.ndarray, keyframe_steps: np.ndarray,
               n_waypoints: int, image_format: str, jpeg_quality: int) -> pa.Table:
     """One row per keyframe target of `ep`, seen by camera `cam` (rgb: its decoded frames)."""
+    cam.T_base_cam_at(0)  # raises the clear "no extrinsics" error for uncalibrated cameras
     T_per_step = np.asarray(cam.T_base_cam, dtype=np.float64)
     targets = keyframe_targets(
         np.asarray(ep.steps.ee_pose, dtype=np.float64), np.asarray(ep.steps.gripper),

@@ -90,7 +90,9 @@ class CameraStream:
     """One camera of an episode. `intrinsics` K is for the stored resolution (pixels).
 
     `intrinsics` may be None only with `intrinsics_unknown=True` (a source without calibration);
-    a depth stage that estimates K (MoGe) then fills it in.
+    a depth stage that estimates K (MoGe) then fills it in. `T_base_cam` may be None only with
+    `extrinsics_unknown=True`; such a camera gets depth but cannot give base-frame point clouds
+    or SFT geometry until the user supplies extrinsics (those stages fail with that message).
     """
 
     name: str
@@ -103,6 +105,7 @@ class CameraStream:
     segmentation: FrameArray | None = None
     segments: tuple[Segment, ...] = ()
     intrinsics_unknown: bool = False
+    extrinsics_unknown: bool = False
     depth_provenance: str = ""
 
     @property
@@ -116,7 +119,11 @@ class CameraStream:
     def T_base_cam_at(self, t: int) -> np.ndarray:
         """Camera-to-base 4x4 at step t (per-episode extrinsics are the same at every step)."""
         if self.T_base_cam is None:
-            raise ValueError(f"camera {self.name!r} has no extrinsics (T_base_cam)")
+            raise ValueError(
+                f"camera {self.name!r} has no extrinsics (T_base_cam"
+                f"{', the dataset has no calibration' if self.extrinsics_unknown else ''}); "
+                "base-frame point clouds and SFT geometry need camera-to-base extrinsics: pass "
+                "them in the source options (e.g. `extrinsics`) or the job config")
         T = np.asarray(self.T_base_cam, dtype=np.float64)
         return T if T.ndim == 2 else T[t]
 

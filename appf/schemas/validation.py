@@ -101,7 +101,10 @@ def _check_camera(cam: CameraStream, T: int, problems: list[Problem]) -> None:
         if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
             problems.append(Problem(f"{p}.intrinsics", "3x3 K with fx, fy > 0", f"{K.tolist()}"))
     if cam.T_base_cam is None:
-        problems.append(Problem(f"{p}.T_base_cam", "camera-to-base 4x4 extrinsics", "missing"))
+        if not cam.extrinsics_unknown:
+            problems.append(Problem(
+                f"{p}.T_base_cam", "camera-to-base 4x4 extrinsics (or extrinsics_unknown=True for "
+                "a source without calibration)", "missing"))
     else:
         _check_rigid(f"{p}.T_base_cam", cam.T_base_cam, T, problems)
     for name, arr, want in (
