@@ -47,11 +47,13 @@ def depth_range(depth_m: np.ndarray, valid: np.ndarray, window: int = 3) -> np.n
     Pixels whose neighbourhood holds no valid depth get a negative value (never flagged).
     """
     window = _check_window(window)
-    d = np.asarray(depth_m, dtype=np.float32)
+    d = np.ascontiguousarray(depth_m, dtype=np.float32)
+    m = np.ascontiguousarray(valid, dtype=bool).view(np.uint8)
     kernel = np.ones((window, window), np.uint8)
-    hi = cv2.dilate(np.where(valid, d, np.float32(0.0)), kernel)
-    lo = cv2.erode(np.where(valid, d, _BIG), kernel)
-    hi -= lo
+    hi = cv2.dilate(cv2.bitwise_and(d, d, mask=m), kernel)  # invalid -> 0
+    lo_src = np.full(d.shape, _BIG, np.float32)  # invalid -> +big
+    cv2.copyTo(d, m, lo_src)
+    hi -= cv2.erode(lo_src, kernel)
     return hi
 
 

@@ -1,17 +1,24 @@
 """Per-frame point cloud: depth views -> filtered, cropped, fused, FPS-downsampled (n, 6) cloud.
 
 Per view, all in image space until the last moment:
-1. if a crop box is given, only the image rectangle its 8 corners project into is processed
-   (plus a filter margin, so results equal whole-image filtering);
+1. with a crop box, only the image rectangle its 8 corners project into is processed (plus a
+   filter margin, so results equal whole-image filtering);
 2. valid depth (near/far, 0/NaN/inf invalid) -> flying-pixel filter -> isolated-pixel filter
-   (``appf.transforms.outliers``) -> optional restriction to ``keep_labels``;
-3. ``"fast"``: deterministic pre-reduction in image space: the kept pixels are grouped in s x s
-   blocks and each block with a kept pixel contributes one (the kept pixel nearest the block
-   centre, fixed priority order). ``s`` is the largest integer keeping about
-   ``cfg.candidates`` points over all views, so thin structures (any block with a kept pixel) survive.
-   ``"exact"``: no reduction (s = 1);
-4. only those pixels are unprojected, moved to the base frame (float32) and cropped.
-Views are fused and farthest-point sampled to ``n_points`` (padding repeats real points).
+   (``appf.transforms.outliers``) -> optional restriction to ``keep_labels`` -> per-pixel crop test
+   (``depth * a_i + t_i`` per base axis, with the per-pixel ray planes ``a_i`` cached per camera);
+3. ``"fast"``: deterministic pre-reduction to about ``cfg.candidates`` points over all views,
+   uniform in 3D rather than in pixels: the image is cut into 8x8-pixel cells; each cell's 3D
+   footprint per pixel is estimated from its mean depth and depth slope
+   (``z^2 / (fx fy) * sqrt(1 + (fx dz/du / z)^2 + (fy dz/dv / z)^2)``, slope factor capped at 8)
+   and the cell gets the block size s (1, 2, 3, 4, 6, 8 or 12 pixels) that puts its candidates
+   about ``h`` metres apart, ``h`` being set by the target count. In each s x s block holding a
+   kept pixel, the kept pixel nearest the block centre is taken (fixed priority order), so thin
+   structures survive, the crop boundary is exact, and far, grazing surfaces are not
+   under-sampled. ``"exact"``: every kept pixel is a candidate;
+4. only the candidates are unprojected to base-frame xyz (float32).
+Views are fused and farthest-point sampled (``appf.transforms.fps``) to ``n_points``; padding
+repeats real points. Measured on 640x480 tabletop frames (~200k points in the crop), one core:
+~6 ms per frame, against ~240 ms for numpy + Open3D FPS (``bench/bench_pointcloud.py``).
 """
 
 from __future__ import annotations
@@ -94,7 +101,10 @@ class _ViewCandidates:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _roi(view: CameraView, crop: CropBox | None, margin: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+Rect = tuple[int, int, int, int]  # (top, bottom, left, right) pixels
+
+
+def _roi(view: CameraView, crop: CropBox | None, margin: int) -> tuple[Rect, Rect]:
     """(inner, outer) pixel rectangles (top, bottom, left, right): inner bounds the crop box's
     projection (+1 px), outer adds the filter margin. Whole image when no box or it reaches z <= 0."""
     h, w = view.depth_m.shape
@@ -134,12 +144,19 @@ def _block_priority(s: int) -> tuple[np.ndarray, np.ndarray]:
     return offsets, weights
 
 
-@lru_cache(maxsize=8)
+_WEIGHT_CACHE: dict[int, np.ndarray] = {}
+
+
 def _weight_image(s: int, h: int, w: int) -> np.ndarray:
-    _, wb = _block_priority(s)
-    img = np.tile(wb, (-(-h // s), -(-w // s)))[:h, :w].copy()
-    img.flags.writeable = False
-    return img
+    """(h, w) uint8 tiling of the block priority weights (a slice of a cached, growing tile)."""
+    img = _WEIGHT_CACHE.get(s)
+    if img is None or img.shape[0] < h or img.shape[1] < w:
+        hh, ww = max(h, 512, 0 if img is None else img.shape[0]), max(w, 704, 0 if img is None else img.shape[1])
+        _, wb = _block_priority(s)
+        img = np.tile(wb, (-(-hh // s), -(-ww // s)))
+        img.flags.writeable = False
+        _WEIGHT_CACHE[s] = img
+    return img[:h, :w]
 
 
 def _block_reduce(keep: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,6 +176,72 @@ def _block_reduce(keep: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
     return (nz // wb) * s + off[:, 0], (nz % wb) * s + off[:, 1]
 
 
+_CELL = 8
+_STRIDES = np.array([1, 2, 3, 4, 6, 8, 12])
+_MAX_SLOPE = 8.0
+
+
+def _cell_footprint(depth: np.ndarray, keep: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per 8x8 cell: kept-pixel count and 3D footprint of one pixel (m^2); None if under 8x8."""
+    h, w = keep.shape
+    hc, wc = h // _CELL, w // _CELL
+    if hc == 0 or wc == 0:
+        return None
+    k = keep[: hc * _CELL, : wc * _CELL]
+    ku8 = np.ascontiguousarray(k).view(np.uint8)
+    kf = ku8.astype(np.float32)
+    dc = np.ascontiguousarray(depth[: hc * _CELL, : wc * _CELL], dtype=np.float32)
+    dk = cv2.bitwise_and(dc, dc, mask=ku8)  # depth where kept, else 0
+    n = cv2.resize(kf, (wc, hc), interpolation=cv2.INTER_AREA)
+    zsum = cv2.resize(dk, (wc, hc), interpolation=cv2.INTER_AREA)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = zsum / n
+        n *= _CELL * _CELL
+        fx, fy = float(K[0, 0]), float(K[1, 1])
+        if hc > 1 and wc > 1:
+            gv, gu = np.gradient(z, _CELL)
+            slope = np.sqrt(1.0 + (fx * gu / z) ** 2 + (fy * gv / z) ** 2)
+            slope = np.clip(np.nan_to_num(slope, nan=1.0), 1.0, _MAX_SLOPE)
+        else:
+            slope = 1.0
+        area = np.where(n > 0, z * z / (fx * fy) * slope, 0.0)
+    return n, area
+
+
+def _adaptive_reduce(
+    keep: np.ndarray, n: np.ndarray, area: np.ndarray, spacing2: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows, cols of candidates about sqrt(spacing2) metres apart (block size chosen per cell)."""
+    h, w = keep.shape
+    hc, wc = n.shape
+    with np.errstate(divide="ignore"):
+        s = np.sqrt(spacing2 / np.where(area > 0, area, np.inf))
+    tier = np.abs(np.log(np.maximum(s, 0.5))[..., None] - np.log(_STRIDES)).argmin(-1).astype(np.uint8)
+    tier_px = cv2.resize(tier, (wc * _CELL, hc * _CELL), interpolation=cv2.INTER_NEAREST)
+    tier_px = cv2.copyMakeBorder(tier_px, 0, h - hc * _CELL, 0, w - wc * _CELL, cv2.BORDER_REPLICATE)
+    used = n > 0
+    if h > hc * _CELL:  # the remainder strips inherit the last cells' tiers
+        used[-1, :] = True
+    if w > wc * _CELL:
+        used[:, -1] = True
+    rows, cols = [], []
+    for t in np.unique(tier[used]):
+        cr = np.flatnonzero((tier == t).any(axis=1) & used.any(axis=1))
+        cc = np.flatnonzero(((tier == t) & used).any(axis=0))
+        if cr.size == 0 or cc.size == 0:
+            continue
+        r0, c0 = cr[0] * _CELL, cc[0] * _CELL
+        r1 = h if cr[-1] == hc - 1 else (cr[-1] + 1) * _CELL
+        c1 = w if cc[-1] == wc - 1 else (cc[-1] + 1) * _CELL
+        sub = keep[r0:r1, c0:c1] & (tier_px[r0:r1, c0:c1] == t)
+        r, c = _block_reduce(sub, int(_STRIDES[t]))
+        rows.append(r + r0)
+        cols.append(c + c0)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
 def _label_mask(labels: np.ndarray, keep_labels: tuple[int, ...]) -> np.ndarray:
     if labels.dtype == np.uint8:
         lut = np.zeros(256, dtype=bool)
@@ -167,56 +250,114 @@ def _label_mask(labels: np.ndarray, keep_labels: tuple[int, ...]) -> np.ndarray:
     return np.isin(labels, np.asarray(keep_labels))
 
 
-def _filtered_keep(view: CameraView, cfg: CloudConfig, outer: tuple[int, int, int, int]) -> tuple[np.ndarray, dict[str, int]]:
+_DIR_CACHE: dict[bytes, np.ndarray] = {}
+
+
+def _base_directions(K: np.ndarray, T_base_cam: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(3, h, w) float32 planes a_i with p_base_i = depth * a_i + t_i for each pixel centre, i.e.
+    the base-frame rotation of the z = 1 camera ray. Cached (a few entries): cameras are usually
+    static within an episode."""
+    K = np.asarray(K, dtype=np.float64)
+    T = np.asarray(T_base_cam, dtype=np.float64)
+    key = K.tobytes() + T[:3, :3].tobytes() + np.array([h, w]).tobytes()
+    hit = _DIR_CACHE.get(key)
+    if hit is not None:
+        return hit
+    fx, sk, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
+    yn = (np.arange(h) - cy) / fy
+    xn = (np.arange(w) - cx) / fx
+    R = T[:3, :3]
+    planes = np.empty((3, h, w), np.float32)
+    for i in range(3):  # a_i = R_i0 * x_n + R_i1 * y_n + R_i2, x_n = (u - cx - sk * y_n) / fx
+        col = (R[i, 1] - R[i, 0] * sk / fx) * yn + R[i, 2]
+        planes[i] = (R[i, 0] * xn)[None, :] + col[:, None]
+    planes.flags.writeable = False
+    if len(_DIR_CACHE) >= 8:
+        _DIR_CACHE.pop(next(iter(list(_DIR_CACHE)), None), None)
+    _DIR_CACHE[key] = planes
+    return planes
+
+
+def _crop_mask(view: CameraView, depth: np.ndarray, crop: CropBox, rect: Rect) -> np.ndarray:
+    """Per-pixel ``crop.contains`` for the pixels of ``rect`` (top, bottom, left, right), uint8 0/255."""
+    top, bottom, left, right = rect
+    dirs = _base_directions(view.K, view.T_base_cam, *np.asarray(view.depth_m).shape)
+    t = np.asarray(view.T_base_cam, dtype=np.float64)[:3, 3]
+    mask = None
+    for i in range(3):
+        coord = cv2.multiply(np.ascontiguousarray(dirs[i, top:bottom, left:right]), depth)
+        inside = cv2.inRange(coord, float(crop.min_xyz[i] - t[i]), float(crop.max_xyz[i] - t[i]))
+        mask = inside if mask is None else cv2.bitwise_and(mask, inside)
+    return mask
+
+
+@dataclass
+class _Prepared:
+    """One view after image-space filtering, restricted to the crop's image rectangle."""
+
+    view: CameraView
+    origin: tuple[int, int]  # (top, left) of the rectangle in the full image
+    keep: np.ndarray  # (h, w) bool: valid, unfiltered, label-kept and (with a crop) inside it
+    depth: np.ndarray  # (h, w) float32 metres
+    counts: dict[str, int]
+
+
+def _prepare_view(view: CameraView, cfg: CloudConfig, margin: int) -> _Prepared:
+    d_full = np.asarray(view.depth_m)
+    if d_full.ndim != 2:
+        raise ValueError(f"depth_m must be (H, W), got {d_full.shape}")
+    if cfg.keep_labels is not None and view.labels is None:
+        raise ValueError("cfg.keep_labels is set but a CameraView has no labels")
+    inner, outer = _roi(view, cfg.crop, margin)
     top, bottom, left, right = outer
-    d = np.asarray(view.depth_m)[top:bottom, left:right]
-    if d.dtype != np.float32:
-        d = d.astype(np.float32)
+    if inner[1] <= inner[0] or inner[3] <= inner[2]:
+        empty = np.zeros((0, 0), bool)
+        return _Prepared(view, (0, 0), empty, empty.astype(np.float32), {"in_crop_rect": 0})
+    d = d_full[top:bottom, left:right].astype(np.float32, copy=False)
     valid = valid_depth_mask(d, cfg.near_m, cfg.far_m)
     keep = flying_pixel_mask(d, cfg.flying_rel_threshold, cfg.flying_abs_threshold_m, cfg.flying_window, valid=valid)
     keep = isolated_pixel_mask(keep, cfg.isolated_window, cfg.isolated_min_neighbors)
-    counts = {"valid": int(np.count_nonzero(valid)), "filtered": int(np.count_nonzero(keep))}
+    sl = (slice(inner[0] - top, inner[1] - top), slice(inner[2] - left, inner[3] - left))
+    keep, d = keep[sl], d[sl]
+    counts = {"valid": int(np.count_nonzero(valid[sl])), "filtered": int(np.count_nonzero(keep))}
     if cfg.keep_labels is not None:
-        if view.labels is None:
-            raise ValueError("cfg.keep_labels is set but a CameraView has no labels")
-        keep &= _label_mask(np.asarray(view.labels)[top:bottom, left:right], cfg.keep_labels)
+        labels = np.asarray(view.labels)[inner[0] : inner[1], inner[2] : inner[3]]
+        keep &= _label_mask(labels, cfg.keep_labels)
         counts["labelled"] = int(np.count_nonzero(keep))
-    return keep, counts
-
-
-def _view_candidates(view: CameraView, cfg: CloudConfig, keep: np.ndarray, s: int, origin: tuple[int, int], counts: dict[str, int]) -> _ViewCandidates:
-    rows, cols = _block_reduce(keep, s)
-    rows = rows + origin[0]
-    cols = cols + origin[1]
-    w = view.depth_m.shape[1]
-    flat = rows * w + cols
-    z = np.asarray(view.depth_m).reshape(-1)[flat].astype(np.float32, copy=False)
-    K = np.asarray(view.K, dtype=np.float64)
-    fx, fy, cx, cy, sk = K[0, 0], K[1, 1], K[0, 2], K[1, 2], K[0, 1]
-    yn = (rows.astype(np.float32) - np.float32(cy)) * np.float32(1.0 / fy)
-    xn = (cols.astype(np.float32) - np.float32(cx)) * np.float32(1.0 / fx)
-    if sk != 0.0:
-        xn -= np.float32(sk / fx) * yn
-    T = np.asarray(view.T_base_cam, dtype=np.float32)
-    # p_base = R @ (z * [xn, yn, 1]) + t, written out to avoid an (k, 3) camera-frame temporary
-    M = np.stack([xn, yn, np.ones_like(xn)], axis=1)
-    xyz = (M @ T[:3, :3].T) * z[:, None]
-    xyz += T[:3, 3]
     if cfg.crop is not None:
-        inside = cfg.crop.contains(xyz)
-        xyz, flat = xyz[inside], flat[inside]
-    counts["candidates_in_crop"] = int(flat.size)
-    return _ViewCandidates(xyz=xyz, flat=flat, counts=counts)
+        keep &= _crop_mask(view, d, cfg.crop, inner) > 0
+        counts["in_crop"] = int(np.count_nonzero(keep))
+    return _Prepared(view, (inner[0], inner[2]), keep, d, counts)
+
+
+def _candidates(p: _Prepared, rows: np.ndarray, cols: np.ndarray, crop: CropBox | None) -> _ViewCandidates:
+    """Base-frame xyz (float32) of the chosen pixels (rows/cols inside the rectangle); the crop
+    test is repeated on the points so that float rounding can never let one slip outside."""
+    h, w = np.asarray(p.view.depth_m).shape
+    flat = (rows + p.origin[0]) * w + (cols + p.origin[1])
+    z = p.depth[rows, cols]
+    dirs = _base_directions(p.view.K, p.view.T_base_cam, h, w).reshape(3, -1)
+    t = np.asarray(p.view.T_base_cam, dtype=np.float32)[:3, 3]
+    xyz = np.empty((flat.size, 3), np.float32)
+    for i in range(3):
+        np.multiply(dirs[i][flat], z, out=xyz[:, i])
+    xyz += t
+    if crop is not None:
+        inside = crop.contains(xyz)
+        if not inside.all():
+            xyz, flat = xyz[inside], flat[inside]
+    return _ViewCandidates(xyz=xyz, flat=flat, counts=p.counts)
 
 
 def _empty_message(cfg: CloudConfig, per_view: list[dict[str, int]]) -> str:
     crop = cfg.crop.to_list() if cfg.crop is not None else None
     return (
-        f"no point left for this frame: per-view counts {per_view} "
+        f"no point left for this frame: per-view pixel counts {per_view} "
         f"(valid depth in [{cfg.near_m}, {cfg.far_m}] m -> after flying/isolated filters -> after "
-        f"keep_labels={cfg.keep_labels} -> inside crop box {crop} (base frame, m)). The crop box or the "
-        "label mask left no point: widen or move the crop box (check T_base_cam maps camera to base), "
-        "relax keep_labels, the near/far range or the outlier thresholds."
+        f"keep_labels={cfg.keep_labels} -> inside crop box {crop} (base frame, m); counted inside the "
+        "crop box's image rectangle). The crop box or the label mask left no point: widen or move the "
+        "crop box (check that T_base_cam maps camera to base), relax keep_labels, the near/far range "
+        "or the outlier thresholds."
     )
 
 
@@ -228,26 +369,12 @@ def frame_point_cloud(views: Sequence[CameraView], cfg: CloudConfig) -> FrameClo
     if len(views) == 0:
         raise ValueError("frame_point_cloud needs at least one CameraView")
     margin = cfg.flying_window // 2 + cfg.isolated_window // 2
-    prepared = []
-    for view in views:
-        d = np.asarray(view.depth_m)
-        if d.ndim != 2:
-            raise ValueError(f"depth_m must be (H, W), got {d.shape}")
-        inner, outer = _roi(view, cfg.crop, margin)
-        if inner[1] <= inner[0] or inner[3] <= inner[2]:
-            keep = np.zeros((0, 0), dtype=bool)
-            prepared.append((view, keep, (0, 0), {"valid": 0, "filtered": 0}))
-            continue
-        keep, counts = _filtered_keep(view, cfg, outer)
-        keep = keep[inner[0] - outer[0] : inner[1] - outer[0], inner[2] - outer[2] : inner[3] - outer[2]]
-        prepared.append((view, keep, (inner[0], inner[2]), counts))
-
-    s = 1
-    if cfg.fps_method == "fast":
-        total = sum(int(np.count_nonzero(k)) for _, k, _, _ in prepared)
-        s = max(1, min(15, int(math.sqrt(total / cfg.candidates))))
-
-    cands = [_view_candidates(v, cfg, k, s, o, c) for v, k, o, c in prepared]
+    prepared = [_prepare_view(v, cfg, margin) for v in views]
+    if cfg.fps_method == "exact":
+        picks = [_block_reduce(p.keep, 1) for p in prepared]
+    else:
+        picks = _reduce_views(prepared, cfg)
+    cands = [_candidates(p, r, c, cfg.crop) for p, (r, c) in zip(prepared, picks)]
     sizes = [c.flat.size for c in cands]
     if sum(sizes) == 0:
         raise EmptyCloudError(_empty_message(cfg, [c.counts for c in cands]))
@@ -256,7 +383,32 @@ def frame_point_cloud(views: Sequence[CameraView], cfg: CloudConfig) -> FrameClo
     return _gather(views, cands, np.cumsum([0] + sizes), xyz, res.indices, res.n_real)
 
 
-def _gather(views: Sequence[CameraView], cands: list[_ViewCandidates], starts: np.ndarray, xyz: np.ndarray, idx: np.ndarray, n_real: int) -> FrameCloud:
+def _reduce_views(prepared: list[_Prepared], cfg: CloudConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """"fast" pre-reduction: one 3D spacing for all views, so that ~cfg.candidates points remain."""
+    cells = [
+        _cell_footprint(p.depth, p.keep, np.asarray(p.view.K, dtype=np.float64)) if p.keep.size else None
+        for p in prepared
+    ]
+    total_area = sum(float((c[0] * c[1]).sum()) for c in cells if c is not None)
+    spacing2 = total_area / cfg.candidates
+    out = []
+    for p, c in zip(prepared, cells):
+        if c is None or spacing2 <= 0:
+            out.append(_block_reduce(p.keep, 1))  # tiny (< 8x8 px) or empty region: keep everything
+        else:
+            out.append(_adaptive_reduce(p.keep, c[0], c[1], spacing2))
+    return out
+
+
+def _gather(
+    views: Sequence[CameraView],
+    cands: list[_ViewCandidates],
+    starts: np.ndarray,
+    xyz: np.ndarray,
+    idx: np.ndarray,
+    n_real: int,
+) -> FrameCloud:
+    """Assemble the (n, 6) cloud: xyz from the candidates, rgb and labels from each view's pixels."""
     n = idx.size
     points = np.empty((n, 6), dtype=np.float32)
     points[:, :3] = xyz[idx]
