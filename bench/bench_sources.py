@@ -1,9 +1,14 @@
 """Frames decoded per second by the real-world sources vs the same files decoded directly.
 
 Writes the test fixtures (tests/fixtures_*.py: DROID raw stereo MP4 + h5, AgiBot AV1 MP4 + depth
-PNG + h5, Bridge raw JPEG + PNG + pickles) at a chosen size into a temp folder, then times
+PNG + h5, Bridge raw JPEG + PNG + pickles, RLDS TFRecord shards of DROID and both Bridge schemas)
+at a chosen size into a temp folder, then times
   source: make_source(...).read(ref) + load every camera's frames (LazyFrames) in batches,
-  direct:  PyAV decode of the same MP4s / PIL decode of the same images + h5py reads.
+  direct:  PyAV decode of the same MP4s / PIL decode of the same images + h5py reads; for RLDS,
+           the same record read and fully decoded by TFDS (features.deserialize_example_np,
+           every step's every image, OpenCV), i.e. what a TF-free reader does without LazyFrames.
+RLDS fixtures keep the release image sizes (DROID 320x180, rail Bridge 256x256, OXE 640x480);
+--height/--width apply to the raw sources only.
 Run: python bench/bench_sources.py [--steps 32 --height 240 --width 320 --batch 8]
 """
 
@@ -61,6 +66,22 @@ def _direct_images(paths: list[Path]) -> None:
             np.asarray(im)
 
 
+def _direct_rlds(src, ref) -> int:
+    """The record decoded by TFDS alone: every step, every image feature. Returns images decoded."""
+    from appf.pipelines.sources._rlds_io import image_feature_keys, read_record
+    steps = src.ds.features.deserialize_example_np(read_record(ref.uri, ref.option("offset")))["steps"]
+    keys = image_feature_keys(src.ds.features["steps"].feature)
+    n = 0
+    for i in range(len(steps)):
+        step = steps[i]  # decodes the step (images included)
+        for path in keys:
+            v = step
+            for k in path:
+                v = v[k]
+            n += int(v.ndim == 3)
+    return n
+
+
 def _time(fn, repeats: int = 3) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -80,6 +101,7 @@ def main() -> None:
     from tests.fixtures_agibot import write_agibot
     from tests.fixtures_bridge import write_bridge_raw
     from tests.fixtures_droid import write_droid_raw
+    from tests.fixtures_rlds import write_bridge_rlds, write_droid_rlds
 
     H, W, T = args.height, args.width, args.steps
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,6 +109,9 @@ def main() -> None:
         d = write_droid_raw(tmp / "droid", steps=T, H=H, W=W)
         a = write_agibot(tmp / "agibot", steps=T, H=H, W=W)
         b = write_bridge_raw(tmp / "bridge", steps=T, H=H, W=W)
+        dr = write_droid_rlds(tmp / "rlds", shards=(1,), steps=T)
+        rail = write_bridge_rlds(tmp / "rlds", "bridge_dataset", steps=T)
+        oxe = write_bridge_rlds(tmp / "rlds", "oxe", steps=T)
         cases = {
             "droid_raw": ({"input": str(d.root)},
                           lambda: (_direct_video(sorted(d.episode_dirs[0].glob("recordings/MP4/*.mp4"))),
@@ -98,18 +123,27 @@ def main() -> None:
             "bridge_raw": ({"input": str(b.root)},
                            lambda: _direct_images(sorted(b.traj.glob("images0/*.jpg"))
                                                   + sorted(b.traj.glob("depth_images0/*.png")))),
+            "droid_rlds": ({"input": str(dr.dir)}, "rlds"),
+            "bridge_rlds": ({"input": str(rail.dir)}, "rlds"),
+            "bridge_oxe": ({"input": str(oxe.dir)}, "rlds"),
         }
         print(f"frames: {T} steps per episode, {W}x{H} per view, batch {args.batch}; best of 3")
         print(f"{'source':<11} {'frames':>6} {'source fps':>11} {'direct fps':>11} {'ratio':>6}")
         for name, (opts, direct) in cases.items():
-            src = make_source(name, opts)
+            src = make_source("bridge_rlds" if name == "bridge_oxe" else name, opts)
             ref = src.list_refs()[0]
             n = _load_all(src.read(ref), args.batch)
             t_src = _time(lambda: _load_all(src.read(ref), args.batch))
-            t_dir = _time(direct)
-            print(f"{name:<11} {n:>6} {n / t_src:>11.1f} {n / t_dir:>11.1f} {t_dir / t_src:>6.2f}")
+            if direct == "rlds":
+                n_dir = _direct_rlds(src, ref)
+                t_dir = _time(lambda: _direct_rlds(src, ref))
+            else:
+                n_dir, t_dir = n, _time(direct)
+            print(f"{name:<11} {n:>6} {n / t_src:>11.1f} {n_dir / t_dir:>11.1f} {t_dir / t_src:>6.2f}")
         print("frames = camera-steps (a DROID stereo step = one left + one right eye; AgiBot head "
-              "step includes its depth PNG)")
+              "step includes its depth PNG); ratio = direct time / source time for the episode. "
+              "bridge_rlds (rail): the source loads 3 views (image_2 is zero-filled and left out), "
+              "TFDS decodes all 4; its direct fps counts the 4")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import pickle
 import shutil
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from appf.pipelines.sources import make_source
@@ -43,7 +44,14 @@ def test_read_conventions(br):
     ep = src.read(ref)
     cam = ep.cameras["image_0"]
     assert cam.intrinsics is None and cam.intrinsics_unknown
-    # no extrinsics released: validation names the missing field (schema has no flag for it)
+    # no calibration released: the camera says so and the episode validates; base-frame geometry
+    # is refused with the "no extrinsics" message
+    assert cam.T_base_cam is None and cam.extrinsics_unknown
+    check_episode(ep)
+    with pytest.raises(ValueError, match="no extrinsics"):
+        cam.T_base_cam_at(0)
+    # a camera without extrinsics and without the flag is still invalid
+    cam.extrinsics_unknown = False
     with pytest.raises(EpisodeValidationError, match="T_base_cam"):
         check_episode(ep)
     want = np.stack([scene.pose_to_xyzquat(P) for P in br.eef])
@@ -108,3 +116,23 @@ def test_job_end_to_end(br, tmp_path):
     s = run_job(cfg, local_options(1))
     assert s.failures == 0, s.failures_by_stage
     assert s.episodes == 1 and s.frames == 16
+
+
+def test_job_without_extrinsics_fails_at_pointcloud_stage(br, tmp_path):
+    # intrinsics given (ground-truth sensor depth needs K), no extrinsics: read and depth pass,
+    # the point-cloud stage fails with the documented "no extrinsics" message.
+    from appf.launch.runners import local_options
+    from appf.pipelines.config import JobConfig
+    from appf.pipelines.job import run_job
+
+    cfg = JobConfig.from_dict(dict(source="bridge_raw", source_options={"input": str(br.root),
+                                                                         "intrinsics": _calib(br)["intrinsics"]},
+                                   out=str(tmp_path / "out"), n_points=128, progress_every_s=0,
+                                   depth="ground_truth", masks="none"))
+    s = run_job(cfg, local_options(1))
+    assert s.episodes == 0 and s.failures_by_stage == {"pointcloud": 1}
+    (row,) = [r for f in sorted((tmp_path / "out/failures").glob("*.parquet"))
+              for r in pq.read_table(f).to_pylist()]
+    assert row["stage"] == "pointcloud" and row["episode_id"].endswith("traj0")
+    assert "camera 'image_0' has no extrinsics" in row["message"]
+    assert "the dataset has no calibration" in row["message"]

@@ -13,6 +13,8 @@ SOURCES: dict[str, str] = {
     "droid_raw": "appf.pipelines.sources.droid_raw:DroidRawSource",
     "agibot": "appf.pipelines.sources.agibot:AgiBotSource",
     "bridge_raw": "appf.pipelines.sources.bridge_raw:BridgeRawSource",
+    "droid_rlds": "appf.pipelines.sources.droid_rlds:DroidRldsSource",
+    "bridge_rlds": "appf.pipelines.sources.bridge_rlds:BridgeRldsSource",
 }
 
 

@@ -21,8 +21,9 @@ Conventions applied (Episode.conversions):
   dropped (1-step camera latency, as the official converters do).
 - no calibration: CameraStream(intrinsics=None, intrinsics_unknown=True) unless the user gives
   `intrinsics={camera: 3x3}`; extrinsics only from the user's `extrinsics={camera: 4x4
-  camera-to-base}`. Without extrinsics the episode fails validation (T_base_cam missing):
-  the schema has no "extrinsics unknown" flag yet.
+  camera-to-base}`, else T_base_cam=None with extrinsics_unknown=True: the episode validates and
+  gets depth, and the job fails it at the point-cloud stage with the "no extrinsics" message
+  (base-frame clouds need camera-to-base extrinsics; there is no released calibration).
 """
 
 from __future__ import annotations
@@ -178,10 +179,12 @@ class BridgeRawSource:
             K = self.intrinsics.get(name)
             T = self.extrinsics.get(name)
             conversions.append(f"{name}: " + ("intrinsics from the user's config" if K is not None
-                                              else "intrinsics unknown (no calibration released)"))
+                                              else "intrinsics unknown (no calibration released)")
+                               + "; " + ("extrinsics from the user's config" if T is not None
+                                         else "extrinsics unknown (no calibration released)"))
             cameras[name] = CameraStream(name=name, rgb=rgb, intrinsics=K, T_base_cam=T,
-                                         intrinsics_unknown=K is None, depth=depth,
-                                         depth_provenance=prov)
+                                         intrinsics_unknown=K is None, extrinsics_unknown=T is None,
+                                         depth=depth, depth_provenance=prov)
         if not cameras:
             raise SourceError("no images<i> folder (or none of the requested cameras)", path=str(d),
                               episode_id=eid, field="images")
