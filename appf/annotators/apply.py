@@ -16,9 +16,21 @@ def _frame_ranges(T: int, batch_frames: int):
         yield start, min(T, start + batch_frames)
 
 
-def annotate_episode_depth(ep: Episode, annotator: DepthAnnotator, batch_frames: int = 8) -> Episode:
+def depth_provenance(annotator: DepthAnnotator) -> str:
+    """`name@weights_id:revision` (or just the name for weight-free backends)."""
+    if not annotator.weights_id:
+        return annotator.name
+    return f"{annotator.name}@{annotator.weights_id}:{annotator.revision}"
+
+
+def annotate_episode_depth(ep: Episode, annotator: DepthAnnotator, batch_frames: int = 8,
+                           provenance: str | None = None) -> Episode:
     """Depth for every camera of `ep`, in batches of `batch_frames` frames; returns a new episode
-    whose cameras carry `depth` (T, H, W) float32 metres, K, and the depth provenance."""
+    whose cameras carry `depth` (T, H, W) float32 metres, K, and the depth provenance.
+
+    `provenance` defaults to the annotator's own; pass it when `annotator` is a proxy (Beam's
+    shared model copies forward method calls, not attributes)."""
+    provenance = provenance or depth_provenance(annotator)
     cameras = {}
     for name, cam in ep.cameras.items():
         T = ep.num_steps
@@ -36,8 +48,6 @@ def annotate_episode_depth(ep: Episode, annotator: DepthAnnotator, batch_frames:
             result = annotator.annotate(batch)
             depth[a:b] = result.depth_m
             K = result.K
-        provenance = annotator.name + (f"@{annotator.weights_id}:{annotator.revision}"
-                                       if annotator.weights_id else "")
         cameras[name] = dataclasses.replace(
             cam, depth=depth, intrinsics=K, intrinsics_unknown=False, depth_provenance=provenance)
     return dataclasses.replace(ep, cameras=cameras)

@@ -17,7 +17,7 @@ MASK_MODES = ("none", "no_robot", "task_objects")
 RUNNERS = ("local", "dask")
 
 # Fields that change how a job runs, not what it writes: left out of the config hash.
-_EXECUTION_FIELDS = ("out", "runner", "workers", "dask_address", "progress_every_s")
+_EXECUTION_FIELDS = ("out", "runner", "workers", "dask_address", "progress_every_s", "model_copies")
 
 
 @dataclass
@@ -43,6 +43,7 @@ class JobConfig:
     depth: str = "auto"  # auto = the source's default backend
     masks: str = "auto"
     batch_frames: int = 8
+    model_copies: int | None = None  # RunInference model copies per machine (None = one per process)
     zarr_format: int = 3
     chunk_frames: int = 100
     image_format: str = "jpeg"

@@ -193,7 +193,7 @@ def build_pipeline(p: beam.Pipeline, cfg: JobConfig, refs: list[EpisodeRef], dep
     `run_inference=False` runs the annotators' model handlers in plain DoFns (see HandlerPass).
     """
     provenance = {"depth_backend": depth_backend, "mask_backend": mask_backend}
-    depth = DepthHandler(depth_backend, cfg.batch_frames)
+    depth = DepthHandler(depth_backend, cfg.batch_frames, cfg.model_copies)
     work = (
         p
         | "EpisodeRefs" >> beam.Create(refs)
@@ -206,7 +206,8 @@ def build_pipeline(p: beam.Pipeline, cfg: JobConfig, refs: list[EpisodeRef], dep
     if mask_backend != "none":
         work = (
             work
-            | "Masks" >> _annotation_pass(MaskHandler(mask_backend), run_inference)
+            | "Masks" >> _annotation_pass(MaskHandler(mask_backend, model_copies=cfg.model_copies),
+                                          run_inference)
             | "MaskResult" >> beam.Map(inference_result).with_output_types(EpisodeWork)
             | "CountMasks" >> beam.ParDo(CountPass("masks")).with_output_types(EpisodeWork)
         )

@@ -16,7 +16,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from appf.annotators.apply import annotate_episode_depth, annotate_episode_masks
+from appf.annotators.apply import annotate_episode_depth, annotate_episode_masks, depth_provenance
 from appf.annotators.registry import make_depth_annotator, make_masker
 from appf.pipelines.processed import FailedEpisode
 from appf.schemas import Episode, EpisodeRef
@@ -110,13 +110,21 @@ class DepthHandler(_EpisodeHandler):
 
     stage = "depth"
 
+    def __init__(self, backend: str, batch_frames: int = 8, model_copies: int | None = None):
+        super().__init__(backend, batch_frames, model_copies)
+        # A shared model copy (model_copies) is a proxy that forwards methods, not attributes:
+        # then the provenance is read from an unloaded instance (the pinned weights id and
+        # revision; a local weights path chosen at load time is not visible through the proxy).
+        self.provenance = depth_provenance(make_depth_annotator(backend)) if model_copies else None
+
     def load_model(self):
         annotator = make_depth_annotator(self.backend)
         annotator.load()
         return annotator
 
     def _annotate(self, work: EpisodeWork, model) -> Element:
-        return replace(work, episode=annotate_episode_depth(work.episode, model, self.batch_frames))
+        return replace(work, episode=annotate_episode_depth(
+            work.episode, model, self.batch_frames, self.provenance))
 
 
 class MaskHandler(_EpisodeHandler):

@@ -28,16 +28,18 @@ def require_stereo(batch: DepthBatch, backend: str) -> tuple[np.ndarray, float]:
 class SgbmStereoDepth:
     """Depth z = fx * B / d from `classical_disparity` per frame. The disparity search range
     covers depths down to `min_depth_m` (max disparity = fx * B / min_depth_m, capped at the
-    image width)."""
+    image width), or up to `max_disp_px` when that is set (evaluation on a known range)."""
 
     name = "sgbm"
     weights_id = ""
     revision = ""
 
-    def __init__(self, min_depth_m: float = 0.25, params: StereoParams | None = None):
+    def __init__(self, min_depth_m: float = 0.25, params: StereoParams | None = None,
+                 max_disp_px: float | None = None):
         if min_depth_m <= 0:
             raise ValueError(f"min_depth_m must be > 0, got {min_depth_m}")
         self.min_depth_m = float(min_depth_m)
+        self.max_disp_px = max_disp_px
         self.params = params or StereoParams()
 
     def load(self) -> None:
@@ -47,7 +49,8 @@ class SgbmStereoDepth:
         K, baseline = require_stereo(batch, self.name)
         fx = float(K[0, 0])
         width = batch.rgb.shape[2]
-        max_disp = min(fx * baseline / self.min_depth_m, float(width - 1))
+        max_disp = self.max_disp_px or fx * baseline / self.min_depth_m
+        max_disp = min(max_disp, float(width - 1))
         depth = np.stack([
             disparity_to_depth_m(classical_disparity(left, right, max_disp, self.params), fx, baseline)
             for left, right in zip(np.asarray(batch.rgb), np.asarray(batch.rgb_right))])
