@@ -31,12 +31,17 @@ def fit_normalizer(shards: ShardSet, use_point_cloud: bool, max_point_frames: in
     and only the missing fields are fitted."""
     norm = Normalizer(base.to_dict() if base is not None else None)
     ld = shards.lowdim
-    arms = shards.spec.arms
-    fields = {"state": ld["state"], "action": ld["action"],
-              "guidance": ld["ee_pose"].reshape(-1, 7 * arms)}
-    for name, data in fields.items():
+    for name in ("state", "action"):
         if not norm.has(name):
-            norm.fit(name, data)
+            norm.fit(name, ld[name])
+    if not norm.has("guidance"):
+        # Every guidance a window can get: the keyframe spline at every frame time (a cubic
+        # spline may leave the range of the recorded poses between waypoints).
+        every = np.arange(shards.n_frames)[:, None]
+        episode_of = np.searchsorted(shards.episode_ends, every[:, 0], side="right")
+        norm.fit("guidance", window_guidance(ld["ee_pose"], ld["timestamp"], ld["keyframe"],
+                                             shards.episode_starts, shards.episode_ends, every,
+                                             episode_of))
     if use_point_cloud and not norm.has("point_cloud"):
         n = shards.n_frames
         frames = np.unique(np.linspace(0, n - 1, num=min(n, max_point_frames)).astype(np.int64))

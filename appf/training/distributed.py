@@ -43,6 +43,15 @@ def init_distributed(device: str | None = None) -> DistInfo:
     return DistInfo(rank, world, local, dev)
 
 
+def mean_across_processes(info: DistInfo, value: float) -> float:
+    """The mean of ``value`` over all processes (the value itself when single-process)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=info.device)
+    dist.all_reduce(t)
+    return float(t.item()) / info.world_size
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -16,7 +16,8 @@ import torch
 from appf.transforms.spline import GuidanceSpline, sample_guidance, waypoints_from_keyframes
 
 
-def episode_splines(ee_pose: np.ndarray, timestamps: np.ndarray, keyframe: np.ndarray) -> list[GuidanceSpline]:
+def episode_splines(ee_pose: np.ndarray, timestamps: np.ndarray,
+                    keyframe: np.ndarray) -> list[GuidanceSpline]:
     """One spline per arm through step 0 and the keyframe steps of one episode.
 
     ``ee_pose`` (L, arms, 7), ``timestamps`` (L,) s, ``keyframe`` (L,) 0/1 mask."""

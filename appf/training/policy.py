@@ -111,7 +111,8 @@ class ExpertPolicy:
         state, batched = self._tensor(observation["state"], "observation['state']",
                                       (cfg.n_obs_steps, self.spec.state_dim))
         g = np.asarray(guidance, dtype=np.float32)
-        g = g.reshape(*g.shape[:-2], -1) if g.ndim >= 2 and g.shape[-1] == 7 and g.shape[-2] == self.spec.arms else g
+        if g.ndim >= 2 and g.shape[-2:] == (self.spec.arms, 7):   # (arms, 7) -> (7 x arms,)
+            g = g.reshape(*g.shape[:-2], -1)
         guid, _ = self._tensor(g, "guidance", (self.spec.guidance_dim,))
         pc = None
         if cfg.use_point_cloud:
@@ -122,7 +123,8 @@ class ExpertPolicy:
                                  (cfg.n_obs_steps, None, None))
             pc = n.normalize("point_cloud", pc[..., :3])
         if guid.shape[0] != state.shape[0]:
-            raise TrainingError(f"predict: batch sizes differ: state {state.shape[0]}, guidance {guid.shape[0]}")
+            raise TrainingError(f"predict: batch sizes differ: state {state.shape[0]}, "
+                                f"guidance {guid.shape[0]}")
         gen = None if seed is None else torch.Generator().manual_seed(int(seed))
         x = self.sample(n.normalize("state", state), n.normalize("guidance", guid), pc,
                         num_inference_steps, gen)
@@ -152,6 +154,7 @@ class ExpertPolicy:
         return policy
 
     @classmethod
-    def load(cls, path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> "ExpertPolicy":
+    def load(cls, path: str | Path, use_ema: bool = True,
+             device: str | torch.device = "cpu") -> "ExpertPolicy":
         """Load a checkpoint file or the latest checkpoint of a run folder (EMA weights by default)."""
         return cls.from_checkpoint(load_checkpoint(path), use_ema=use_ema, device=device)

@@ -27,7 +27,8 @@ from appf.training.checkpoint import (checkpoint_path, latest_checkpoint, load_c
                                       prune_checkpoints, save_checkpoint)
 from appf.training.config import ARCHITECTURE_FIELDS, ExpertConfig
 from appf.training.dataset import ExpertWindowDataset, fit_normalizer
-from appf.training.distributed import DistInfo, barrier, init_distributed, shutdown
+from appf.training.distributed import (DistInfo, barrier, init_distributed, mean_across_processes,
+                                      shutdown)
 from appf.training.errors import TrainingError
 from appf.training.metrics import MetricsLogger
 from appf.training.normalizer import Normalizer
@@ -41,7 +42,8 @@ class TrainResult:
     run_dir: Path
     step: int
     checkpoint: Path | None
-    last_loss: float | None
+    last_loss: float | None  # mean over the last logging interval and all processes
+    rank: int = 0
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
@@ -68,35 +70,41 @@ def _say(stream: TextIO | None, info: DistInfo, text: str) -> None:
         print(f"[appf train] {text}", file=stream, flush=True)
 
 
+def _starting_point(run_dir: Path, cfg: ExpertConfig, init: str | Path | None, stream: TextIO | None,
+                    info: DistInfo) -> tuple[ExpertConfig, dict | None, dict | None]:
+    """(config, checkpoint to resume, checkpoint to start from): the run folder's latest
+    checkpoint wins (its config, with the requested total ``steps``); else ``init``."""
+    resume_path = latest_checkpoint(run_dir)
+    if resume_path is not None:
+        resume = load_checkpoint(resume_path)
+        saved = ExpertConfig.from_dict(resume["config"])
+        if saved.phase != cfg.phase:
+            raise TrainingError(f"{run_dir} holds a '{saved.phase}' run; it cannot be resumed as "
+                                f"'{cfg.phase}'. Use another --out for the new phase.")
+        _say(stream, info, f"resuming {run_dir} from step {resume['step']} ({resume_path.name})"
+             + ("; --init is ignored when resuming" if init is not None else ""))
+        return saved.replace(steps=cfg.steps), resume, None
+    if init is None and cfg.phase == "finetune":
+        raise TrainingError("phase 'finetune' starts from a pre-training checkpoint: pass --init "
+                            "RUN_DIR (or RUN_DIR/checkpoints/step-N.pt) of an `appf train expert "
+                            "--phase pretrain` run")
+    return cfg, None, load_checkpoint(init) if init is not None else None
+
+
 def train_expert(shards: str | Path, out: str | Path, cfg: ExpertConfig, init: str | Path | None = None,
-                 device: str | None = None, stream: TextIO | None = sys.stderr,
+                 device: str | None = None, log: bool = True, stream: TextIO | None = None,
                  tensorboard: bool = True) -> TrainResult:
     """Train (or resume) one expert run in ``out`` from the shards under ``shards``.
 
     Phase ``finetune`` starts from ``init`` (a phase-1 checkpoint or run folder): its weights
     (EMA), and its state/action/guidance statistics; the point-cloud statistics are fitted here.
     A run folder that already has checkpoints is resumed from the latest one (its config wins,
-    except ``steps``, the total to reach)."""
+    except ``steps``, the total to reach). Progress lines go to ``stream`` (default stderr) unless
+    ``log`` is false."""
+    stream = (stream or sys.stderr) if log else None
     info = init_distributed(device)
     run_dir = Path(out)
-    resume_path = latest_checkpoint(run_dir)
-    resume = load_checkpoint(resume_path) if resume_path else None
-    if resume is not None:
-        saved = ExpertConfig.from_dict(resume["config"])
-        if saved.phase != cfg.phase:
-            raise TrainingError(f"{run_dir} holds a '{saved.phase}' run; it cannot be resumed as "
-                                f"'{cfg.phase}'. Use another --out for the new phase.")
-        cfg = saved.replace(steps=cfg.steps)
-        _say(stream, info, f"resuming {run_dir} from step {resume['step']} ({resume_path.name})")
-    init_ckpt = None
-    if resume is None and cfg.phase == "finetune":
-        if init is None:
-            raise TrainingError("phase 'finetune' starts from a pre-training checkpoint: pass --init "
-                                "RUN_DIR (or RUN_DIR/checkpoints/step-N.pt) of an `appf train expert "
-                                "--phase pretrain` run")
-        init_ckpt = load_checkpoint(init)
-    elif init is not None and resume is None:
-        init_ckpt = load_checkpoint(init)
+    cfg, resume, init_ckpt = _starting_point(run_dir, cfg, init, stream, info)
 
     shard_set = ShardSet(find_shards(shards), need_point_cloud=cfg.use_point_cloud)
     spec = shard_set.spec
@@ -138,8 +146,8 @@ def train_expert(shards: str | Path, out: str | Path, cfg: ExpertConfig, init: s
         if ema is not None and resume.get("ema") is not None:
             ema.load_state_dict(resume["ema"])
             ema.to(info.device)
-    net = (DistributedDataParallel(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
-           if info.enabled else model)
+    device_ids = [info.local_rank] if info.device.type == "cuda" else None
+    net = DistributedDataParallel(model, device_ids=device_ids) if info.enabled else model
 
     sampler = StepBatchSampler(len(dataset), cfg.batch_size, cfg.steps, cfg.seed, start,
                                info.rank, info.world_size)
@@ -183,7 +191,7 @@ def train_expert(shards: str | Path, out: str | Path, cfg: ExpertConfig, init: s
         interval_data_s += data_s
         if step % cfg.log_every == 0 or step == cfg.steps:
             elapsed = time.perf_counter() - t_interval
-            last_loss = interval_loss / interval_steps
+            last_loss = mean_across_processes(info, interval_loss / interval_steps)
             record = {"step": step, "loss": last_loss,
                       "samples_per_s": interval_steps * cfg.batch_size * info.world_size / elapsed,
                       "data_wait_frac": interval_data_s / elapsed, "lr": lr_scheduler.get_last_lr()[0],
@@ -202,4 +210,4 @@ def train_expert(shards: str | Path, out: str | Path, cfg: ExpertConfig, init: s
     logger.close()
     barrier(info)
     shutdown(info)
-    return TrainResult(run_dir, step, last_ckpt or latest_checkpoint(run_dir), last_loss)
+    return TrainResult(run_dir, step, last_ckpt or latest_checkpoint(run_dir), last_loss, info.rank)

@@ -10,9 +10,25 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import math
+
 import torch
-from diffusers.models.embeddings import Timesteps
 from torch import nn
+
+
+class SinusoidalStepEmbedding(nn.Module):
+    """Diffusion-step embedding ``[sin(t w_i), cos(t w_i)]``, ``w_i = 10000 ** (-i / (dim/2 - 1))``
+    (DP3's SinusoidalPosEmb; diffusers' ``Timesteps(dim, False, downscale_freq_shift=1)``)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        half = dim // 2
+        self.register_buffer("freqs", torch.exp(-math.log(10000) * torch.arange(half) / (half - 1)),
+                             persistent=False)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t.float()[:, None] * self.freqs[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
 class Conv1dBlock(nn.Sequential):
@@ -41,7 +57,7 @@ class ConditionalUnet1D(nn.Module):
         super().__init__()
         dsed = diffusion_step_embed_dim
         self.step_encoder = nn.Sequential(
-            Timesteps(dsed, flip_sin_to_cos=False, downscale_freq_shift=1),  # DP3's SinusoidalPosEmb
+            SinusoidalStepEmbedding(dsed),
             nn.Linear(dsed, 4 * dsed), nn.Mish(), nn.Linear(4 * dsed, dsed))
         cond_dim = dsed + global_cond_dim
         dims = [action_dim, *down_dims]

@@ -1,0 +1,59 @@
+"""Where training data comes from: a local folder, or a published dataset id on the Hugging Face
+Hub (``owner/name`` or ``owner/name@revision``), downloaded through huggingface_hub into its
+cache (only the files the trainer needs) and read from the cache when offline
+(``HF_HUB_OFFLINE=1``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Sequence
+
+from appf.training.errors import TrainingError
+
+# What each trainer needs from a published appf dataset (DESIGN §4 layout).
+EXPERT_FILES: tuple[str, ...] = ("manifest.json", "pointclouds/**")
+VLM_FILES: tuple[str, ...] = ("manifest.json", "sft/**")
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+
+DownloadFn = Callable[..., str]
+
+
+def looks_like_dataset_id(spec: str) -> bool:
+    return bool(_REPO_ID.match(spec)) and not spec.startswith((".", "/"))
+
+
+def resolve_dataset(spec: str | Path, patterns: Sequence[str], download: DownloadFn | None = None,
+                    cache_dir: str | Path | None = None) -> Path:
+    """A local folder for ``spec``: the folder itself if it exists, else the Hub snapshot.
+
+    ``download`` defaults to ``huggingface_hub.snapshot_download`` (tests pass a local fake with
+    the same keyword interface). Offline mode is read from huggingface_hub at call time."""
+    p = Path(spec)
+    if p.exists():
+        return p
+    text = str(spec)
+    if not looks_like_dataset_id(text):
+        raise TrainingError(f"{text!r} is neither an existing local folder nor a dataset id of the form "
+                            "owner/name[@revision]; check the path")
+    repo_id, _, revision = text.partition("@")
+    from huggingface_hub import constants, errors, snapshot_download
+
+    download = download or snapshot_download
+    offline = constants.is_offline_mode()
+    try:
+        local = download(repo_id=repo_id, repo_type="dataset", revision=revision or None,
+                         allow_patterns=list(patterns), cache_dir=cache_dir,
+                         local_files_only=offline)
+    except errors.LocalEntryNotFoundError as e:
+        how = ("HF_HUB_OFFLINE is set and it is not in the local cache: run once online, or "
+               f"`hf download {repo_id} --repo-type dataset`" if offline else
+               "the Hub could not be reached and it is not in the local cache")
+        raise TrainingError(f"dataset {repo_id} unavailable: {how}") from e
+    except errors.RepositoryNotFoundError as e:
+        raise TrainingError(f"dataset {repo_id} not found on the Hub (or it is private: log in with "
+                            "`hf auth login`)") from e
+    except errors.RevisionNotFoundError as e:
+        raise TrainingError(f"dataset {repo_id} has no revision {revision!r}") from e
+    return Path(local)
