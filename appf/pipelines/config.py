@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from appf.schemas import ConfigError
+from appf.schemas.config_io import dataclass_from_dict, load_mapping
 
 MASK_MODES = ("none", "no_robot", "task_objects")
 RUNNERS = ("local", "dask")
@@ -82,21 +81,11 @@ class JobConfig:
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "JobConfig":
         """Load YAML or JSON; `overrides` (e.g. from the command line) win over the file."""
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"cannot read config {path}: {e}") from e
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {path} must be a mapping of keys to values")
-        return cls.from_dict({**data, **{k: v for k, v in overrides.items() if v is not None}})
+        return cls.from_dict(load_mapping(path, "job config", ConfigError, overrides))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "JobConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "config", ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from appf.schemas.config_io import dataclass_from_dict, load_mapping
 from appf.training.errors import TrainingError
 
 PHASES = ("pretrain", "finetune")
@@ -112,22 +111,12 @@ class ExpertConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ExpertConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainingError(f"unknown expert config key(s) {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "expert config", TrainingError)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "ExpertConfig":
         """Load YAML or JSON; ``overrides`` that are not None win over the file."""
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise TrainingError(f"cannot read expert config {path}: {e}") from e
-        if not isinstance(data, dict):
-            raise TrainingError(f"expert config {path} must be a mapping of keys to values")
-        return cls.from_dict({**data, **{k: v for k, v in overrides.items() if v is not None}})
+        return cls.from_dict(load_mapping(path, "expert config", TrainingError, overrides))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
