@@ -32,6 +32,9 @@ bench-deps: setup
 bench: bench-deps
 	$(PY) bench/bench_pointcloud.py
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_sources.py
+	$(PY) bench/bench_training.py
+	$(PY) bench/bench_depth.py
 
 clean:
 	rm -rf out .pytest_cache
