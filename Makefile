@@ -7,12 +7,16 @@ EPISODES ?= 8
 
 .PHONY: setup demo test bench bench-deps clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0   # CPU build from this machine's disk; unpinned torch pulls CUDA
 	$(PIP) install -q -e ".[depth,train,test]"
 	$(PIP) install -q --no-deps dlr-moge==2.0.0 dlr-utils3d==1.3   # MoGe-2 model class only
+	# zarr-python 2 beside the venv (not in it): the tests prove DP3/diffusion_policy readers open
+	# --zarr-format 2 shards
+	$(PIP) install -q --no-deps --upgrade --target $(VENV)/zarr2 zarr==2.18.7 numcodecs==0.15.1 \
+		asciitree==0.3.3 fasteners==0.20 deprecated==1.2.18 wrapt==2.5.2
 	touch $@
 
 setup: $(VENV)/.installed
