@@ -2,8 +2,8 @@
 
 refs -> Reshuffle -> read -> RunInference(depth) -> RunInference(masks) -> point clouds, keyframes,
 SFT rows -> staged per episode -> GroupByKey(shard) -> one writer per shard -> commit marker.
-A failed episode becomes a `FailedEpisode` that flows through the later stages untouched and
-lands in its shard's failures table. The chain is linear (no tagged outputs), which every runner,
+A failed episode is an `EpisodeWork` that carries its `FailedEpisode` through the later stages
+untouched and lands in its shard's failures table. The chain is linear (no tagged outputs), which every runner,
 the DaskRunner included, executes.
 """
 
@@ -127,7 +127,8 @@ class WriteShard(beam.DoFn):
         items = sorted({(type(x).__name__, x.index): x for x in items}.values(),
                        key=lambda x: x.index)
         ok = [x for x in items if isinstance(x, StagedEpisode)]
-        failed = [x for x in items if isinstance(x, FailedEpisode)]
+        written = {x.index for x in ok}  # an attempt that succeeded wins over one that failed
+        failed = [x for x in items if isinstance(x, FailedEpisode) and x.index not in written]
         episodes = [load_staged(x.path) for x in ok]
         rel_zarr = f"pointclouds/{shard_name(shard)}"
         zarr_path = out / rel_zarr
