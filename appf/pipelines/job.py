@@ -146,9 +146,8 @@ def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = No
     shutil.rmtree(out / STAGING_DIR, ignore_errors=True)
     provenance = {k: attributes[k] for k in ("depth_backend", "mask_backend", "crop_box",
                                              "n_points", "mask_mode", "fps_method")}
-    manifest = manifest_dict(out, cfg.output_dict(), cfg.config_hash(), [cfg.source], commits,
+    manifest = manifest_dict(cfg.output_dict(), cfg.config_hash(), [cfg.source], commits,
                              len(refs), provenance)
-    manifest["zarr_format"] = cfg.zarr_format
     write_manifest(out, manifest)
     write_dataset_card(out, manifest)
     c = manifest["counts"]

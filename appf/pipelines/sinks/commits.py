@@ -62,8 +62,8 @@ def read_commits(out: str | Path) -> dict[int, ShardCommit]:
     return commits
 
 
-def manifest_dict(out: str | Path, config: dict[str, Any], config_hash: str,
-                  sources: list[str], commits: dict[int, ShardCommit], planned_episodes: int,
+def manifest_dict(config: dict[str, Any], config_hash: str, sources: list[str],
+                  commits: dict[int, ShardCommit], planned_episodes: int,
                   provenance: dict[str, Any]) -> dict[str, Any]:
     shards = [
         {k: getattr(c, k) for k in MANIFEST_SHARD_SCHEMA.names}

@@ -60,7 +60,7 @@ def write_dataset_card(out: str | Path, manifest: dict[str, Any]) -> Path:
         sft_records=c["sft_records"], failures=c["failures"], shards=c["shards"],
         depth_backend=prov["depth_backend"], mask_backend=prov["mask_backend"],
         crop_box=prov["crop_box"], n_points=prov["n_points"],
-        zarr_format=manifest.get("zarr_format", 3))
+        zarr_format=manifest["config"]["zarr_format"])
     path = Path(out) / "README.md"
     path.write_text(text)
     return path
