@@ -147,3 +147,12 @@ def test_job_end_to_end(agi, tmp_path):
     assert s.failures == 0, s.failures_by_stage
     assert s.episodes == 1 and s.frames == 16
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"]["episodes"] == 1
+
+
+def test_unreadable_proprio_h5_names_file_episode_field(agi, tmp_path):
+    # A truncated/corrupt proprio_stats.h5 (a partial tar extract): h5py's own OSError names no
+    # file, so the source must.
+    root, h5p = _copy(agi, tmp_path)
+    h5p.write_bytes(h5p.read_bytes()[:100])
+    e = _fails(root)
+    assert e.path == str(h5p) and e.field == "proprio_stats" and "cannot open HDF5" in str(e)

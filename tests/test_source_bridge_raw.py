@@ -136,3 +136,32 @@ def test_job_without_extrinsics_fails_at_pointcloud_stage(br, tmp_path):
     assert row["stage"] == "pointcloud" and row["episode_id"].endswith("traj0")
     assert "camera 'image_0' has no extrinsics" in row["message"]
     assert "the dataset has no calibration" in row["message"]
+
+
+def test_eight_bit_depth_is_not_read_as_millimetres(br, tmp_path):
+    # formats-real.md §3.2: a few trajectories store depth_images0 as 8-bit (PIL mode "L"); those
+    # values are not millimetres (max 0.255 m) and must never come out as metric depth.
+    from PIL import Image
+
+    root = tmp_path / "copy"
+    shutil.copytree(br.root, root)
+    traj = root / br.traj.relative_to(br.root)
+    pngs = sorted((traj / "depth_images0").glob("im_*.png"))
+    for p in pngs:
+        Image.fromarray((np.asarray(Image.open(p)) // 10).clip(0, 255).astype(np.uint8)).save(p)
+    src = make_source("bridge_raw", {"input": str(root)})
+    ep = check_episode(src.read(src.list_refs()[0]))
+    assert ep.cameras["image_0"].depth is None
+    assert any("8-bit" in c and "left out" in c for c in ep.conversions)
+    assert "image_0" in ep.metadata["depth_left_out"]
+    # one 8-bit frame inside a 16-bit sequence: a SourceError naming file/episode/field on decode
+    shutil.rmtree(root)
+    shutil.copytree(br.root, root)
+    bad = traj / "depth_images0" / "im_7.png"
+    Image.fromarray(np.full((48, 64), 90, np.uint8)).save(bad)
+    ref = src.list_refs()[0]
+    depth = src.read(ref).cameras["image_0"].depth
+    assert depth[6].max() > 0.3  # 16-bit frames still read as metres
+    with pytest.raises(SourceError) as e:
+        depth[7]
+    assert (e.value.path, e.value.episode_id, e.value.field) == (str(bad), ref.episode_id, "depth_images0")

@@ -192,3 +192,31 @@ def test_job_end_to_end(droid, tmp_path):
     else:  # no stereo backend registered yet: the read succeeds, the depth stage reports why
         assert summary.failures_by_stage == {"depth": 1}
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"]
+
+
+def test_corrupt_annotations_file_is_named(droid, tmp_path):
+    root, _ = _copy(droid, tmp_path)
+    ann = root / "aggregated-annotations-030724.json"
+    ann.write_text(ann.read_text()[:50])
+    with pytest.raises(SourceError) as e:
+        _read(root)
+    assert (e.value.path, e.value.episode_id, e.value.field) == (
+        str(ann), droid.episode_ids[0], "annotations_file")
+
+
+def test_two_metadata_files_pick_the_known_one(droid, tmp_path):
+    # formats-real.md §1.2: some episode folders hold two metadata_*.json. The one the post-hoc
+    # calibration/annotation files know (and whose serials have videos) is the episode's; a stray
+    # one that sorts first must not rename the episode or break its read.
+    root, ep_dir = _copy(droid, tmp_path)
+    eid = droid.episode_ids[0]
+    real = json.loads((ep_dir / f"metadata_{eid}.json").read_text())
+    stray_id = "AAAA+00000000+2024-02-13-10h-00m-00s"
+    stray = {**real, "uuid": stray_id, **{f"{r}_cam_serial": "99999999" for r in SERIALS}}
+    (ep_dir / f"metadata_{stray_id}.json").write_text(json.dumps(stray))
+    src, refs, ep = _read(root)
+    assert [r.episode_id for r in refs] == [eid]
+    assert ep.episode_id == eid and ep.metadata["metadata_file"] == f"metadata_{eid}.json"
+    assert sorted(ep.metadata["metadata_files"]) == sorted([f"metadata_{eid}.json", f"metadata_{stray_id}.json"])
+    assert ep.language_instruction == droid.scripts[0].instruction
+    assert any("refined extrinsics" in c for c in ep.conversions)

@@ -255,3 +255,21 @@ def test_job_with_episode_extrinsics_writes_clouds_in_base(droid, tmp_path, monk
     T1 = droid.T_base_cam[0]["ext1"][0]
     p_cam = (np.linalg.inv(T1) @ np.c_[pts, np.ones(len(pts))].T).T
     np.testing.assert_allclose(p_cam[:, 2], PLANE_DEPTH_M, atol=1e-4)
+
+
+def test_corrupt_record_header_names_the_episode(droid, tmp_path):
+    # A record header damaged after listing (e.g. a shard re-synced between list and read): the
+    # read error names file, episode and record.
+    d = tmp_path / "copy"
+    shutil.copytree(droid.dir, d)
+    shard = d / droid.shards["train"][0].name
+    src = make_source("droid_rlds", {"input": str(d)})
+    refs = src.list_refs()
+    off, _ = scan_records(shard)[1]
+    data = bytearray(shard.read_bytes())
+    data[off + 9] ^= 0xFF  # inside the masked CRC of the length
+    shard.write_bytes(bytes(data))
+    with pytest.raises(SourceError, match="length CRC mismatch") as e:
+        src.read(refs[1])
+    assert (e.value.path, e.value.episode_id, e.value.field) == (str(shard), refs[1].episode_id, "record 1")
+    assert f"episode={refs[1].episode_id}" in str(e.value)

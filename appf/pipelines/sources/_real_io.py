@@ -173,10 +173,13 @@ class ImageStack:
         except OSError as e:
             raise SourceError(f"cannot decode image: {e}", path=str(p), episode_id=self.episode_id,
                               field=self.field) from e
-        if self.depth_mm and (a.ndim != 2 or not np.issubdtype(a.dtype, np.integer)):
-            raise SourceError(f"depth PNG must be single-channel integer millimetres, found "
-                              f"{a.dtype} {a.shape}", path=str(p), episode_id=self.episode_id,
-                              field=self.field)
+        if self.depth_mm and (a.ndim != 2 or not np.issubdtype(a.dtype, np.integer)
+                              or a.dtype.itemsize < 2):
+            # 8-bit (PIL mode "L") depth cannot hold millimetres (max 0.255 m): its units are
+            # unknown (a few BridgeData trajectories, formats-real.md §3.2), so refuse it.
+            raise SourceError(f"depth PNG must be single-channel 16/32-bit integer millimetres, "
+                              f"found {a.dtype} {a.shape}", path=str(p),
+                              episode_id=self.episode_id, field=self.field)
         if a.shape[:2] != self.hw:
             raise SourceError(f"image size {a.shape[:2]} differs from the first frame's {self.hw}",
                               path=str(p), episode_id=self.episode_id, field=self.field)

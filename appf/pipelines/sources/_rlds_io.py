@@ -46,18 +46,19 @@ def masked_crc32c(data: bytes) -> int:
     return (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def _header(path: Path, fh: Any, index: int, offset: int) -> int | None:
+def _header(path: Path, fh: Any, index: int, offset: int, episode_id: str = "") -> int | None:
     """Length of the record whose header starts at `offset` (None at a clean end of file)."""
     head = fh.read(_HEADER)
     if not head:
         return None
     if len(head) < _HEADER:
         raise SourceError(f"TFRecord truncated in the header of record {index} (byte {offset})",
-                          path=str(path), field=f"record {index}")
+                          path=str(path), episode_id=episode_id, field=f"record {index}")
     length, crc = struct.unpack("<QI", head)
     if masked_crc32c(head[:8]) != crc:
         raise SourceError(f"TFRecord length CRC mismatch at record {index} (byte {offset}): "
-                          "corrupt file or not a TFRecord", path=str(path), field=f"record {index}")
+                          "corrupt file or not a TFRecord", path=str(path), episode_id=episode_id,
+                          field=f"record {index}")
     return length
 
 
@@ -96,7 +97,7 @@ def read_record(path: Path, offset: int, length: int | None = None, *, verify: b
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
-            n = _header(path, fh, -1 if index is None else index, offset)
+            n = _header(path, fh, -1 if index is None else index, offset, episode_id)
             if n is None or (length is not None and n != length):
                 raise SourceError(f"TFRecord {where}: header says {n} bytes, the listing said "
                                   f"{length} (file changed since listing?)", path=str(path),

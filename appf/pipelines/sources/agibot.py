@@ -190,7 +190,12 @@ class AgiBotSource:
             raise SourceError("proprio_stats.h5 missing", path=str(h5_path), episode_id=eid,
                               field="proprio_stats")
         conversions: list[str] = []
-        with h5py.File(h5_path, "r") as f:
+        try:
+            f = h5py.File(h5_path, "r")
+        except OSError as e:  # h5py's message names no file (e.g. a truncated tar extract)
+            raise SourceError(f"cannot open HDF5: {e}", path=str(h5_path), episode_id=eid,
+                              field="proprio_stats") from e
+        with f:
             pos = h5_array(f, "state/end/position", h5_path, eid, trailing=(2, 3))
             n = len(pos)
             quat = h5_array(f, "state/end/orientation", h5_path, eid, rows=n, trailing=(2, 4))

@@ -24,6 +24,9 @@ Conventions applied (Episode.conversions):
   camera-to-base}`, else T_base_cam=None with extrinsics_unknown=True: the episode validates and
   gets depth, and the job fails it at the point-cloud stage with the "no extrinsics" message
   (base-frame clouds need camera-to-base extrinsics; there is no released calibration).
+- depth_images<i> in 8-bit (PIL mode "L"; a few trajectories, formats-real.md §3.2) are not
+  millimetres: left out (noted in conversions and metadata["depth_left_out"]); an 8-bit frame
+  inside a 16-bit sequence is a SourceError when decoded.
 """
 
 from __future__ import annotations
@@ -60,6 +63,21 @@ def bridge_state_to_pose7(full_state: np.ndarray, base_angle_rad: float = 0.0) -
     default = Rotation.from_euler("z", base_angle_rad).as_matrix() @ DEFAULT_ROT
     R = Rotation.from_euler("xyz", s[:, 3:6]).as_matrix() @ default
     return np.concatenate([s[:, :3], continuous_quats(Rotation.from_matrix(R).as_quat())], axis=1)
+
+
+_EIGHT_BIT_MODES = ("1", "L", "P", "LA", "PA")
+
+
+def _image_mode(path: Path, episode_id: str, field: str) -> str:
+    """PIL mode of an image file (header only), SourceError naming it if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return str(im.mode)
+    except OSError as e:
+        raise SourceError(f"cannot decode image: {e}", path=str(path), episode_id=episode_id,
+                          field=field) from e
 
 
 def _collection_date(parts: tuple[str, ...]) -> date | None:
@@ -153,6 +171,7 @@ class BridgeRawSource:
         folders = sorted((int(p.name[len("images"):]), p) for p in d.glob("images*")
                          if p.is_dir() and p.name[len("images"):].isdigit())
         cameras: dict[str, CameraStream] = {}
+        depth_left_out: dict[str, str] = {}
         for i, folder in folders:
             name = f"image_{i}"
             if self.cameras is not None and name not in self.cameras:
@@ -164,6 +183,14 @@ class BridgeRawSource:
             rgb = lazy_images(files[first:], eid, f"images{i}")
             depth, prov = None, ""
             dfiles = numbered_files(d / f"depth_images{i}", "im_", ".png")
+            mode = _image_mode(dfiles[0], eid, f"depth_images{i}") if dfiles else ""
+            if mode in _EIGHT_BIT_MODES:
+                # A few trajectories store 8-bit depth (PIL mode "L", formats-real.md §3.2):
+                # not millimetres, units unknown -> left out (said so), never read as metres.
+                conversions.append(f"{name}: depth_images{i} is 8-bit (PIL mode {mode!r}), not "
+                                   "uint16 mm: units unknown, depth left out")
+                depth_left_out[name] = f"depth_images{i}: 8-bit PIL mode {mode!r}"
+                dfiles = []
             if dfiles:
                 if len(dfiles) != n + first:
                     raise SourceError(f"{len(dfiles)} depth images for {n + first} observations",
@@ -200,5 +227,6 @@ class BridgeRawSource:
             cameras=cameras, action_space=ACTION_SPACE, conversions=conversions,
             metadata={"trajectory_dir": str(d), "language_instructions": lines,
                       "collection_date": str(day) if day else "", "calibration": "none released",
+                      "depth_left_out": depth_left_out,
                       "ee_frame": "WidowX end effector (controller)"},
         )

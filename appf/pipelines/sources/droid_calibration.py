@@ -117,6 +117,10 @@ class CalibrationResolver:
             self._extr = _load_json(self.extrinsics_path) if self.extrinsics_path else {}
         return self._extr
 
+    def extrinsics_table(self) -> dict:
+        """The refined-extrinsics table keyed by episode id ({} without a file)."""
+        return self._extrinsics_table()
+
     def stereo(self, episode_id: str, serial: str, role: str, model: str,
                decoded_wh: tuple[int, int], extra_file: Path | None = None) -> StereoCalibration:
         """K (for `decoded_wh`) and baseline of one camera, or a SourceError saying what to give."""

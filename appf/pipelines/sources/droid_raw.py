@@ -3,7 +3,8 @@
 Layout (formats-real.md §1.2): `<input>/.../<LAB>/{success,failure}/<date>/<episode dir>/` with
 `trajectory.h5`, `metadata_<uuid>.json` and `recordings/MP4/<serial>-stereo.mp4` (left eye =
 columns [:W/2], right eye = [W/2:]) or `<serial>.mp4` (left eye only). Any directory holding a
-`trajectory.h5` under `input` is an episode; its id is the uuid of the metadata file name.
+`trajectory.h5` under `input` is an episode; its id is the uuid of the metadata file name (with
+two metadata files, the one the post-hoc calibration/annotations know, see _choose_metadata).
 
 Conventions applied (each listed in Episode.conversions):
 - EE pose `observation/robot_state/cartesian_position` [x, y, z m, rx, ry, rz rad] with scipy
@@ -99,21 +100,57 @@ class DroidRawSource:
         found = []
         for h5 in self.root.rglob("trajectory.h5"):
             metas = _metadata_files(h5.parent)
-            eid = _uuid_of(metas[0]) if metas else "nometa-" + h5.parent.relative_to(self.root).as_posix().replace("/", "--")
-            found.append((eid, h5.parent))
+            if metas:
+                meta = self._choose_metadata(h5.parent, metas)
+                found.append((_uuid_of(meta), h5.parent, (("metadata", meta.name),)))
+            else:
+                eid = "nometa-" + h5.parent.relative_to(self.root).as_posix().replace("/", "--")
+                found.append((eid, h5.parent, ()))
         found.sort()
-        return [EpisodeRef(DATASET, eid, i, uri=str(d)) for i, (eid, d) in enumerate(found)]
+        return [EpisodeRef(DATASET, eid, i, uri=str(d), options=opts)
+                for i, (eid, d, opts) in enumerate(found)]
+
+    def _choose_metadata(self, ep_dir: Path, metas: list[Path]) -> Path:
+        """Some episode folders hold two metadata_*.json (formats-real.md §1.2). Prefer the one
+        whose uuid the post-hoc calibration / annotation files know (the rule of the third-party
+        DROID-3D builder, PAOK-2001/depth_droid_dataset_builder), then one whose camera serials
+        have videos in recordings/MP4; ties -> the first by name. Deterministic."""
+        if len(metas) == 1:
+            return metas[0]
+        mp4 = ep_dir / "recordings" / "MP4"
+
+        def rank(m: Path) -> tuple[bool, bool, str]:
+            uuid = _uuid_of(m)
+            known = uuid in self.calib.extrinsics_table() or uuid in self._annotation_table(uuid)
+            try:
+                meta = json.loads(m.read_text())
+            except (OSError, json.JSONDecodeError):
+                meta = None
+            serials = ([str(meta.get(f"{r}_cam_serial") or "") for r in self.cameras]
+                       if isinstance(meta, dict) else [""])
+            videos = all(s and ((mp4 / f"{s}-stereo.mp4").is_file() or (mp4 / f"{s}.mp4").is_file())
+                         for s in serials)
+            return (not known, not videos, m.name)
+
+        return min(metas, key=rank)
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _language(self, episode_id: str, meta: dict, attrs: dict) -> tuple[str, list[str]]:
+    def _annotation_table(self, episode_id: str) -> dict:
         if self._annotations is None:
             path = Path(self.annotations_file) if self.annotations_file else None
             if path is None:
                 cands = sorted(self.root.glob("aggregated-annotations*.json"))
                 path = cands[-1] if cands else None
-            self._annotations = json.loads(path.read_text()) if path else {}
-        ann = self._annotations.get(episode_id, {})
+            try:
+                self._annotations = json.loads(path.read_text()) if path else {}
+            except (OSError, json.JSONDecodeError) as e:
+                raise SourceError(f"cannot parse the language annotations JSON: {e}", path=str(path),
+                                  episode_id=episode_id, field="annotations_file") from e
+        return self._annotations
+
+    def _language(self, episode_id: str, meta: dict, attrs: dict) -> tuple[str, list[str]]:
+        ann = self._annotation_table(episode_id).get(episode_id, {})
         all_ = [str(ann[k]) for k in sorted(ann) if k.startswith("language_instruction") and ann[k]]
         fallback = str(meta.get("current_task") or attrs.get("current_task") or "")
         return (all_[0] if all_ else fallback), all_
@@ -127,7 +164,8 @@ class DroidRawSource:
         if not metas:
             raise SourceError("no metadata_*.json in the episode folder", path=str(ep_dir),
                               episode_id=eid, field="metadata")
-        meta_path = metas[0]
+        chosen = ref.option("metadata")
+        meta_path = ep_dir / chosen if chosen else self._choose_metadata(ep_dir, metas)
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError) as e:
