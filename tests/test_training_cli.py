@@ -45,6 +45,9 @@ def test_cli_pretrain_then_finetune(job_out, tmp_path, capsys):
                str(tmp_path / "p2"), "--steps", "3", "--config", str(cfg)])
     assert rc == 0
     assert [s for s, _ in list_checkpoints(tmp_path / "p2")] == [2, 3]
+    # The resumed run's checkpoints still name the phase-1 checkpoint it started from.
+    p1_ckpt = str(list_checkpoints(tmp_path / "p1")[-1][1])
+    assert load_checkpoint(tmp_path / "p2")["init"] == p1_ckpt
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
@@ -61,10 +64,11 @@ class FakeHub:
     def __init__(self, datasets: dict[str, Path], cache: Path):
         self.datasets, self.cache, self.calls = datasets, cache, []
 
-    def __call__(self, *, repo_id, repo_type, revision=None, allow_patterns=None, cache_dir=None,
-                 local_files_only=False, **_):
+    def __call__(self, *, repo_id, repo_type, revision=None, allow_patterns=None, ignore_patterns=None,
+                 cache_dir=None, local_files_only=False, **_):
         self.calls.append({"repo_id": repo_id, "repo_type": repo_type, "revision": revision,
-                           "allow_patterns": allow_patterns, "local_files_only": local_files_only})
+                           "allow_patterns": allow_patterns, "ignore_patterns": ignore_patterns,
+                           "local_files_only": local_files_only})
         assert repo_type == "dataset"
         target = self.cache / repo_id.replace("/", "--") / (revision or "main")
         if local_files_only:
@@ -80,7 +84,8 @@ class FakeHub:
         src = self.datasets[repo_id]
         for f in src.rglob("*"):
             rel = f.relative_to(src).as_posix()
-            if f.is_file() and any(fnmatch.fnmatch(rel, p) for p in allow_patterns):
+            if (f.is_file() and any(fnmatch.fnmatch(rel, p) for p in allow_patterns)
+                    and not any(fnmatch.fnmatch(rel, p) for p in ignore_patterns or ())):
                 (target / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, target / rel)
         return str(target)
@@ -102,7 +107,7 @@ def test_dataset_id_is_downloaded_once_and_read_offline(job_out, tmp_path, monke
         resolve_dataset("lab/other", EXPERT_FILES, download=fake)
 
 
-def test_cli_trains_from_a_dataset_id(job_out, tmp_path, monkeypatch):
+def test_cli_trains_from_a_dataset_id(job_out, tmp_path, monkeypatch, capsys):
     import huggingface_hub
 
     fake = FakeHub({"lab/pick-cube": job_out}, tmp_path / "cache")
@@ -112,3 +117,19 @@ def test_cli_trains_from_a_dataset_id(job_out, tmp_path, monkeypatch):
     assert rc == 0
     assert fake.calls[0]["revision"] == "main"
     assert load_checkpoint(tmp_path / "run")["shards"] == ["shard-00000.zarr", "shard-00001.zarr"]
+    # Phase 1 reads no point cloud, so none was downloaded; the low-dimensional arrays were.
+    cached = Path(fake.calls[0]["repo_id"].replace("/", "--"))
+    shard = tmp_path / "cache" / cached / "main" / "pointclouds" / "shard-00000.zarr"
+    assert (shard / "data" / "state").is_dir() and (shard / "meta" / "episode_ends").is_dir()
+    assert not (shard / "data" / "point_cloud").exists() and not (shard / "data" / "point_label").exists()
+    # Phase 2 from the same id: offline it says what is missing; online it fetches them.
+    finetune = ["train", "expert", "--phase", "finetune", "--shards", "lab/pick-cube@main", "--init",
+                str(tmp_path / "run"), "--out", str(tmp_path / "run2"), "--steps", "1",
+                "--config", str(_config_file(tmp_path))]
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    capsys.readouterr()
+    assert main(finetune) == 2
+    assert "phase 2 needs the point clouds" in capsys.readouterr().err
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    assert main(finetune) == 0
+    assert (shard / "data" / "point_cloud").is_dir()

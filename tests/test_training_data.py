@@ -161,6 +161,20 @@ def test_too_short_episodes_say_what_to_change(job_out):
     cfg = ExpertConfig(horizon=64, n_action_steps=8, down_dims=[16, 32], n_groups=4)
     with pytest.raises(TrainingError, match="lower horizon"):
         ExpertWindowDataset(s, cfg, fit_normalizer(s, False))
+    # The fixture's episodes have 24 steps: horizon 32 (pads 1 + 7) still gives one window each,
+    # horizon 36 gives none and the message names the real minimum, 36 - 1 - 7 = 28 steps.
+    norm = fit_normalizer(s, False)
+    ok = ExpertWindowDataset(s, cfg.replace(horizon=32), norm)
+    assert len(ok) == s.n_episodes
+    with pytest.raises(TrainingError, match="= 28 steps"):
+        ExpertWindowDataset(s, cfg.replace(horizon=36), norm)
+
+
+def test_windows_of_episodes_shorter_than_the_horizon():
+    """SequenceSampler: starts -pad_before .. L - horizon + pad_after, padded on both sides."""
+    frames, eps = window_frames(np.array([0, 8]), np.array([8, 15]), horizon=16, pad_before=1, pad_after=7)
+    assert eps.tolist() == [0]                           # L = 8 gives L - 7 = 1 window, L = 7 none
+    np.testing.assert_array_equal(frames[0], [0, 0, 1, 2, 3, 4, 5, 6, 7, 7, 7, 7, 7, 7, 7, 7])
 
 
 def test_batch_sampler_is_resumable_and_splits_ranks():
@@ -176,3 +190,17 @@ def test_batch_sampler_is_resumable_and_splits_ranks():
     r0 = StepBatchSampler(n=8, batch_size=2, steps=2, rank=0, world_size=2).batch(0)
     r1 = StepBatchSampler(n=8, batch_size=2, steps=2, rank=1, world_size=2).batch(0)
     assert not set(r0) & set(r1)
+
+
+def test_guidance_quaternions_follow_the_state_hemisphere():
+    from appf.training.guidance import align_quaternion_signs
+
+    q = np.array([0.96, -0.26, 0.0, 0.05])
+    q /= np.linalg.norm(q)
+    state = np.concatenate([[0.1, 0.2, 0.3], q, [1.0], [0.0, 0.0, 0.0], [0, 0, 0, 1.0], [0.0]])  # 2 arms
+    guidance = np.stack([np.concatenate([[1, 2, 3], -q, [4, 5, 6], [0, 0, 0, 1.0]]),
+                         np.concatenate([[1, 2, 3], q, [4, 5, 6], [0, 0, 0, -1.0]])])
+    out = align_quaternion_signs(guidance, state)
+    np.testing.assert_array_equal(out[:, 3:7], [q, q])
+    np.testing.assert_array_equal(out[:, 10:14], [[0, 0, 0, 1.0]] * 2)
+    np.testing.assert_array_equal(out[:, [0, 1, 2, 7, 8, 9]], guidance[:, [0, 1, 2, 7, 8, 9]])

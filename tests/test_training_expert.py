@@ -191,4 +191,51 @@ def test_config_file_and_errors(tmp_path):
         ExpertConfig.from_dict({"bogus": 1})
     with pytest.raises(TrainingError, match="divisible"):
         ExpertConfig(horizon=10, down_dims=[16, 32, 64], n_groups=4)
+    with pytest.raises(TrainingError, match="kernel_size must be odd"):
+        ExpertConfig(kernel_size=4, down_dims=[16, 32], n_groups=4)
     assert json.loads(json.dumps(cfg.to_dict())) == cfg.to_dict()
+
+
+def test_guidance_quaternion_sign_does_not_change_the_prediction(pretrain_run, job_out):
+    """q and -q are one rotation. The fixture's gripper points down (quaternion w near 0), where a
+    canonical (w >= 0) pose, as the VLM's target poses are, may hold -q of the training sign."""
+    policy = ExpertPolicy.load(pretrain_run)
+    ds, batch, idx = _windows(policy, job_out)
+    obs = _raw_obs(policy, ds[[3, 9]])
+    g = ds.raw_guidance[[3, 9]].copy()
+    flipped = g.copy()
+    flipped[:, 3:7] *= -1
+    np.testing.assert_array_equal(policy.predict(obs, flipped), policy.predict(obs, g))
+    # Training windows hold the guidance quaternion in the current state's hemisphere.
+    current = ds.shards.lowdim["state"][ds.frames[:, policy.cfg.n_obs_steps - 1]]
+    assert np.all(np.sum(ds.raw_guidance[:, 3:7] * current[:, 3:7], axis=1) > 0)
+
+
+def test_an_interrupted_run_resumes_exactly_after_the_warm_up(job_out, tmp_path, monkeypatch):
+    """Past the LR warm-up (so the cosine schedule's position matters), a run stopped after a
+    checkpoint and resumed ends with the weights, EMA, optimiser and LR of an uninterrupted run."""
+    import appf.training.trainer as trainer
+
+    cfg = tiny_config(steps=8, log_every=1, checkpoint_every=4, lr_warmup_steps=2)
+    run = lambda out: train_expert(job_out, out, cfg, log=False, tensorboard=False)  # noqa: E731
+    straight = load_checkpoint(run(tmp_path / "a").checkpoint)
+    save = trainer.save_checkpoint
+
+    def save_then_stop(path, payload):
+        out = save(path, payload)
+        if payload["step"] == 4:
+            raise KeyboardInterrupt("simulated preemption")
+        return out
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b")
+    monkeypatch.setattr(trainer, "save_checkpoint", save)
+    resumed = load_checkpoint(run(tmp_path / "b").checkpoint)
+    assert resumed["step"] == straight["step"] == 8
+    for name, value in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][name], value, rtol=0, atol=0)
+    for a, b in zip(resumed["ema"]["shadow_params"], straight["ema"]["shadow_params"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert resumed["ema"]["optimization_step"] == straight["ema"]["optimization_step"]
+    assert resumed["lr_scheduler"]["_last_lr"] == straight["lr_scheduler"]["_last_lr"]
+    assert [m["lr"] for m in read_metrics(tmp_path / "b")] == [m["lr"] for m in read_metrics(tmp_path / "a")]

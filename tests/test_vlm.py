@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,19 @@ def test_cli_fine_tunes_with_the_trainer(job_out, tiny_vlm, tmp_path):
                str(tmp_path / "vlm"), "--steps", "2", "--batch-size", "2"])
     assert rc == 0
     assert (tmp_path / "vlm" / "final" / "config.json").is_file()
+
+
+
+@pytest.mark.skipif(not HAS_ACCELERATE, reason="transformers' Trainer needs the accelerate package")
+def test_resumed_vlm_run_logs_each_step_once(job_out, tiny_vlm, tmp_path):
+    from appf.training.vlm.train import train_vlm
+
+    for steps in (2, 3):        # the second call resumes from checkpoint-2
+        train_vlm(job_out, tiny_vlm, tmp_path / "vlm", steps=steps, batch_size=2, logging_steps=1,
+                  save_steps=2, report_to=())
+    losses = [json.loads(x) for x in (tmp_path / "vlm" / "metrics.jsonl").read_text().splitlines()]
+    steps = [m["step"] for m in losses if "loss" in m]
+    assert steps == [1, 2, 3]
 
 
 @pytest.mark.skipif(HAS_ACCELERATE, reason="accelerate is installed")

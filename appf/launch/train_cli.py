@@ -13,13 +13,14 @@ import sys
 
 def _expert(args: argparse.Namespace) -> int:
     from appf.training.config import ExpertConfig
-    from appf.training.sources import EXPERT_FILES, resolve_dataset
+    from appf.training.sources import EXPERT_FILES, expert_ignore_patterns, resolve_dataset
     from appf.training.trainer import train_expert
 
     overrides = {"phase": args.phase, "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}
     cfg = (ExpertConfig.from_file(args.config, **overrides) if args.config
            else ExpertConfig.from_dict({k: v for k, v in overrides.items() if v is not None}))
-    shards = resolve_dataset(args.shards, EXPERT_FILES)
+    # Phase 1 reads no point cloud, so a dataset id downloads none (phase 2 fetches them later).
+    shards = resolve_dataset(args.shards, EXPERT_FILES, ignore=expert_ignore_patterns(cfg.phase))
     result = train_expert(shards, args.out, cfg, init=args.init, device=args.device)
     if result.rank != 0:
         return 0

@@ -89,6 +89,9 @@ class ExpertConfig:
         if self.horizon % (2 ** (len(self.down_dims) - 1)):
             problems.append(f"horizon ({self.horizon}) must be divisible by 2**(len(down_dims)-1) = "
                             f"{2 ** (len(self.down_dims) - 1)} (the U-Net halves it per level)")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            problems.append(f"kernel_size must be odd (the U-Net's convolutions keep the horizon "
+                            f"length only then), got {self.kernel_size}")
         if any(d % self.n_groups for d in self.down_dims):
             problems.append(f"every down_dims entry must be divisible by n_groups ({self.n_groups})")
         if self.prediction_type not in ("sample", "epsilon"):

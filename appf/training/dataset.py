@@ -18,10 +18,10 @@ from torch.utils.data import Dataset
 
 from appf.training.config import ExpertConfig
 from appf.training.errors import TrainingError
-from appf.training.guidance import window_guidance
+from appf.training.guidance import align_quaternion_signs, window_guidance
 from appf.training.normalizer import Normalizer
 from appf.training.shards import ShardSet
-from appf.training.windows import window_frames
+from appf.training.windows import min_episode_length, window_frames
 
 
 def fit_normalizer(shards: ShardSet, use_point_cloud: bool, max_point_frames: int = 2000,
@@ -39,9 +39,9 @@ def fit_normalizer(shards: ShardSet, use_point_cloud: bool, max_point_frames: in
         # spline may leave the range of the recorded poses between waypoints).
         every = np.arange(shards.n_frames)[:, None]
         episode_of = np.searchsorted(shards.episode_ends, every[:, 0], side="right")
-        norm.fit("guidance", window_guidance(ld["ee_pose"], ld["timestamp"], ld["keyframe"],
-                                             shards.episode_starts, shards.episode_ends, every,
-                                             episode_of))
+        norm.fit("guidance", align_quaternion_signs(
+            window_guidance(ld["ee_pose"], ld["timestamp"], ld["keyframe"], shards.episode_starts,
+                            shards.episode_ends, every, episode_of), ld["state"]))
     if use_point_cloud and not norm.has("point_cloud"):
         n = shards.n_frames
         frames = np.unique(np.linspace(0, n - 1, num=min(n, max_point_frames)).astype(np.int64))
@@ -62,9 +62,10 @@ class ExpertWindowDataset(Dataset):
             shards.episode_starts, shards.episode_ends, cfg.horizon,
             pad_before=cfg.n_obs_steps - 1, pad_after=cfg.n_action_steps - 1)
         if self.frames.shape[0] == 0:
+            shortest = min_episode_length(cfg.horizon, cfg.n_obs_steps - 1, cfg.n_action_steps - 1)
             raise TrainingError(
                 f"no training window in {len(shards.paths)} shard(s): every episode is shorter than "
-                f"horizon - n_action_steps + 1 = {cfg.horizon - cfg.n_action_steps + 1} steps; "
+                f"horizon - (n_obs_steps - 1) - (n_action_steps - 1) = {shortest} steps; "
                 "lower horizon or write longer episodes")
         ld = shards.lowdim
         n = normalizer
@@ -73,6 +74,8 @@ class ExpertWindowDataset(Dataset):
         raw_guidance = window_guidance(ld["ee_pose"], ld["timestamp"], ld["keyframe"],
                                        shards.episode_starts, shards.episode_ends,
                                        self.frames, self.episodes)
+        # Same quaternion hemisphere as the current (last observed) state, as predict() does.
+        raw_guidance = align_quaternion_signs(raw_guidance, ld["state"][self.frames[:, cfg.n_obs_steps - 1]])
         self.raw_guidance = raw_guidance
         self._guidance = n.normalize("guidance", raw_guidance.astype(np.float32))
         self._points: np.ndarray | None = None

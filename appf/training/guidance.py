@@ -3,9 +3,11 @@
 For a training window the guidance is the pose of every arm at the time of the window's last
 step (``horizon - 1``, edge-padded), on the spline through that arm's TCP poses at step 0 and at
 the episode's keyframes (:mod:`appf.transforms.spline`). It is a (arms x 7) vector: xyz (m) and
-quaternion xyzw in the base frame. In training, Gaussian noise of ``std`` normalised units is
-added to every channel of the normalised guidance (``std`` 0.1 = 5 % of a channel's range under
-[-1, 1] normalisation); the quaternion channels are a conditioning feature, not re-normalised.
+quaternion xyzw in the base frame, its quaternion in the hemisphere of the state's quaternion at
+the current (last observed) step (:func:`align_quaternion_signs`). In training, Gaussian noise of
+``std`` normalised units is added to every channel of the normalised guidance (``std`` 0.1 = 5 %
+of a channel's range under [-1, 1] normalisation); the quaternion channels are a conditioning
+feature, not re-normalised.
 """
 
 from __future__ import annotations
@@ -46,6 +48,26 @@ def window_guidance(ee_pose: np.ndarray, timestamps: np.ndarray, keyframe: np.nd
         splines = episode_splines(ee_pose[s:t], timestamps[s:t], keyframe[s:t])
         sel = np.flatnonzero(episodes == e)
         out[sel] = guidance_at(splines, timestamps[frames[sel, -1]])
+    return out
+
+
+def align_quaternion_signs(guidance: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """``guidance`` (..., 7 x arms) with each arm's quaternion flipped, where needed, into the
+    hemisphere of that arm's quaternion in ``state`` (..., 8 x arms: xyz, quat xyzw, gripper).
+
+    q and -q are the same rotation, but the normalised network input is not: the quaternion of a
+    top-down gripper has w near 0, so a canonical (w >= 0) pose can land on the far side of the
+    range the expert was trained on. Training windows are aligned with the current state like
+    this, and :meth:`ExpertPolicy.predict` aligns the caller's guidance the same way."""
+    g = np.asarray(guidance)
+    st = np.asarray(state)
+    arms = g.shape[-1] // 7
+    shape = np.broadcast_shapes(g.shape[:-1], st.shape[:-1]) + (g.shape[-1],)
+    out = np.array(np.broadcast_to(g, shape))
+    for a in range(arms):
+        q = out[..., 7 * a + 3: 7 * a + 7]
+        flip = np.sum(q * st[..., 8 * a + 3: 8 * a + 7], axis=-1) < 0
+        out[..., 7 * a + 3: 7 * a + 7] = np.where(flip[..., None], -q, q)
     return out
 
 

@@ -19,7 +19,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from appf.training.checkpoint import load_checkpoint
 from appf.training.config import ExpertConfig
 from appf.training.errors import TrainingError
-from appf.training.guidance import add_guidance_noise
+from appf.training.guidance import add_guidance_noise, align_quaternion_signs
 from appf.training.model.expert import APPFExpert
 from appf.training.normalizer import Normalizer
 from appf.training.shards import DataSpec
@@ -102,7 +102,10 @@ class ExpertPolicy:
 
         ``observation["state"]``: (n_obs_steps, 8 x arms) (TCP xyz m, quat xyzw, gripper 0..1 per
         arm); ``observation["point_cloud"]``: (n_obs_steps, N, >=3) xyz metres in the base frame
-        (needed in phase 2, ignored in phase 1); ``guidance``: (arms, 7) or (7 x arms,) pose.
+        (needed in phase 2, ignored in phase 1); ``guidance``: (arms, 7) or (7 x arms,) pose
+        (xyz m, quat xyzw, base frame) on the guidance spline at the time of the last step of
+        the predicted horizon, i.e. ``horizon - n_obs_steps`` control steps after the current
+        step (clamped to the last waypoint), as in training; its quaternion sign does not matter.
         A leading batch axis B is allowed on all three. Returns (n_action_steps, D) actions from
         the current step on, or all (horizon, D) with ``full_horizon``; with B: (B, ..., D).
         ``seed`` fixes the initial noise (None: random)."""
@@ -114,6 +117,12 @@ class ExpertPolicy:
         if g.ndim >= 2 and g.shape[-2:] == (self.spec.arms, 7):   # (arms, 7) -> (7 x arms,)
             g = g.reshape(*g.shape[:-2], -1)
         guid, _ = self._tensor(g, "guidance", (self.spec.guidance_dim,))
+        if guid.shape[0] != state.shape[0]:
+            raise TrainingError(f"predict: batch sizes differ: state {state.shape[0]}, "
+                                f"guidance {guid.shape[0]}")
+        # q and -q are one rotation: use the hemisphere of the current state's quaternion, as in training.
+        guid = torch.as_tensor(align_quaternion_signs(guid.cpu().numpy(), state[:, -1].cpu().numpy()),
+                               device=guid.device)
         pc = None
         if cfg.use_point_cloud:
             if observation.get("point_cloud") is None:
@@ -122,9 +131,6 @@ class ExpertPolicy:
             pc, _ = self._tensor(observation["point_cloud"], "observation['point_cloud']",
                                  (cfg.n_obs_steps, None, None))
             pc = n.normalize("point_cloud", pc[..., :3])
-        if guid.shape[0] != state.shape[0]:
-            raise TrainingError(f"predict: batch sizes differ: state {state.shape[0]}, "
-                                f"guidance {guid.shape[0]}")
         gen = None if seed is None else torch.Generator().manual_seed(int(seed))
         x = self.sample(n.normalize("state", state), n.normalize("guidance", guid), pc,
                         num_inference_steps, gen)

@@ -109,6 +109,11 @@ class ShardSet:
                                         f"meta/episode_ends ends at {n}; the shard is corrupt, rewrite it")
                 parts[key].append(a)
             if need_point_cloud:
+                if POINT_CLOUD_KEY not in g["data"]:
+                    raise TrainingError(
+                        f"shard {path} has no data/{POINT_CLOUD_KEY}; phase 2 needs the point clouds "
+                        "(a phase-1 download of a dataset id leaves them out: run phase 2 online once "
+                        "so they are fetched into the cache)")
                 pc = _array(g, f"data/{POINT_CLOUD_KEY}", path)
                 if pc.ndim != 3 or pc.shape[0] != n or pc.shape[2] < 3:
                     raise TrainingError(f"shard {path}: data/point_cloud must be (T={n}, N, >=3), "

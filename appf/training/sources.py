@@ -14,6 +14,14 @@ from appf.training.errors import TrainingError
 # What each trainer needs from a published appf dataset (DESIGN §4 layout).
 EXPERT_FILES: tuple[str, ...] = ("manifest.json", "pointclouds/**")
 VLM_FILES: tuple[str, ...] = ("manifest.json", "sft/**")
+# Phase 1 never reads the per-point arrays (the bulk of a dataset): leave them out of its download
+# (fnmatch patterns: '*' also matches '/'; Zarr 3 'zarr.json' + 'c/...' and Zarr 2 '.zarray' + chunks).
+PER_POINT_FILES: tuple[str, ...] = ("pointclouds/*/data/point_cloud/*", "pointclouds/*/data/point_label/*")
+
+
+def expert_ignore_patterns(phase: str) -> tuple[str, ...]:
+    """Files a phase's download skips: the point clouds for 'pretrain', nothing for 'finetune'."""
+    return PER_POINT_FILES if phase == "pretrain" else ()
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
@@ -25,8 +33,9 @@ def looks_like_dataset_id(spec: str) -> bool:
 
 
 def resolve_dataset(spec: str | Path, patterns: Sequence[str], download: DownloadFn | None = None,
-                    cache_dir: str | Path | None = None) -> Path:
-    """A local folder for ``spec``: the folder itself if it exists, else the Hub snapshot.
+                    cache_dir: str | Path | None = None, ignore: Sequence[str] = ()) -> Path:
+    """A local folder for ``spec``: the folder itself if it exists, else the Hub snapshot of the
+    files matching ``patterns`` and none of ``ignore``.
 
     ``download`` defaults to ``huggingface_hub.snapshot_download`` (tests pass a local fake with
     the same keyword interface). Offline mode is read from huggingface_hub at call time."""
@@ -44,8 +53,8 @@ def resolve_dataset(spec: str | Path, patterns: Sequence[str], download: Downloa
     offline = constants.is_offline_mode()
     try:
         local = download(repo_id=repo_id, repo_type="dataset", revision=revision or None,
-                         allow_patterns=list(patterns), cache_dir=cache_dir,
-                         local_files_only=offline)
+                         allow_patterns=list(patterns), ignore_patterns=list(ignore) or None,
+                         cache_dir=cache_dir, local_files_only=offline)
     except errors.LocalEntryNotFoundError as e:
         how = ("HF_HUB_OFFLINE is set and it is not in the local cache: run once online, or "
                f"`hf download {repo_id} --repo-type dataset`" if offline else

@@ -160,12 +160,16 @@ def train_expert(shards: str | Path, out: str | Path, cfg: ExpertConfig, init: s
         normalizer.save(run_dir / "normalizer.json")
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
 
+    # Where the run's weights came from (phase 2: the phase-1 checkpoint); a resumed run keeps it.
+    init_ref = resume.get("init") if resume is not None else (
+        None if init_ckpt is None else init_ckpt["path"])
+
     def payload(step: int) -> dict[str, Any]:
         return {"config": cfg.to_dict(), "data_spec": spec.to_dict(), "normalizer": normalizer.to_dict(),
                 "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
                 "step": step, "shards": [p.name for p in shard_set.paths],
-                "init": None if init_ckpt is None else init_ckpt["path"]}
+                "init": init_ref}
 
     _say(stream, info, f"{len(dataset)} windows; steps {start} -> {cfg.steps}, batch {cfg.batch_size} "
          f"x {info.world_size} process(es) on {info.device}")

@@ -16,7 +16,9 @@ def window_frames(episode_starts: np.ndarray, episode_ends: np.ndarray, horizon:
     """Global frame indices of every window, edge-padded: ``(frames (W, horizon), episode (W,))``.
 
     ``pad_before``/``pad_after`` are clamped to ``[0, horizon - 1]`` (as diffusion_policy does).
-    An episode shorter than ``horizon - pad_after`` gives no window.
+    An episode shorter than ``horizon - pad_before - pad_after`` (after clamping) gives no window;
+    one of exactly that length gives one (DP3 defaults 16/1/7: 8 steps, an L-step episode gives
+    L - 7 windows).
     """
     pad_before = int(np.clip(pad_before, 0, horizon - 1))
     pad_after = int(np.clip(pad_after, 0, horizon - 1))
@@ -34,3 +36,10 @@ def window_frames(episode_starts: np.ndarray, episode_ends: np.ndarray, horizon:
     if not frames:
         return np.zeros((0, horizon), dtype=np.int64), np.zeros((0,), dtype=np.int64)
     return np.concatenate(frames), np.concatenate(episodes)
+
+
+def min_episode_length(horizon: int, pad_before: int, pad_after: int) -> int:
+    """The shortest episode that gives a window: ``horizon - pad_before - pad_after`` (pads clamped)."""
+    pad_before = int(np.clip(pad_before, 0, horizon - 1))
+    pad_after = int(np.clip(pad_after, 0, horizon - 1))
+    return max(1, horizon - pad_before - pad_after)

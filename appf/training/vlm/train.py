@@ -60,9 +60,10 @@ def train_vlm(records: str | Path, model_path: str | Path, out: str | Path, *, s
     trainer.train(resume_from_checkpoint=last)
     final = out / "final"
     trainer.save_model(str(final))
-    processor.save_pretrained(str(final))
     if trainer.is_world_process_zero():
-        with (out / "metrics.jsonl").open("a") as f:
+        processor.save_pretrained(str(final))
+        # log_history is the whole run's (a resumed run restores the earlier entries): rewrite.
+        with (out / "metrics.jsonl").open("w") as f:
             for entry in trainer.state.log_history:
                 f.write(json.dumps(entry) + "\n")
     return final
