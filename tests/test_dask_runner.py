@@ -1,5 +1,6 @@
-"""The same job on Beam's DaskRunner (dask.distributed LocalCluster, 2 worker processes) writes
-byte-identical shards to the local runner's."""
+"""The same job on other runners writes byte-identical shards to the in-process local runner's:
+Beam's DaskRunner (dask.distributed LocalCluster, 2 worker processes) and the multi-process
+FnApiRunner."""
 
 from __future__ import annotations
 
@@ -20,3 +21,14 @@ def test_dask_runner_matches_local_runner(tmp_path):
     assert validate_output(dask_out) == []
     sums = shard_checksums(dask_out)
     assert len(sums) == 2 and sums == shard_checksums(local)
+
+
+def test_multi_process_local_runner_matches_single_process(tmp_path):
+    single = tmp_path / "single"
+    run_local(small_config(single))
+    multi = tmp_path / "multi"
+    cfg = small_config(multi, workers=2)
+    with pipeline_options(cfg) as options:
+        summary = run_job(cfg, options)
+    assert summary.episodes == 4 and validate_output(multi) == []
+    assert shard_checksums(multi) == shard_checksums(single)
