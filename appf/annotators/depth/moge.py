@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from appf.annotators.depth.runtime import autocast, import_optional, select_device, select_dtype
+from appf.annotators.depth.runtime import (
+    WrapsBuiltModel, autocast, import_optional, select_device, select_dtype,
+)
 from appf.annotators.depth.units import clean_depth_m
 from appf.annotators.protocols import DepthBatch, DepthResult
 from appf.annotators.weights import resolve_weights, weight_spec
@@ -46,7 +48,7 @@ def pixel_intrinsics(focal: float, height: int, width: int) -> np.ndarray:
                      [0.0, 0.0, 1.0]])
 
 
-class MoGe2Depth:
+class MoGe2Depth(WrapsBuiltModel):
     """MoGe-2 behind the DepthAnnotator protocol (see the module docstring)."""
 
     name = "moge2"
@@ -66,15 +68,6 @@ class MoGe2Depth:
         self.resolution_level = resolution_level
         self.num_tokens = num_tokens
         self._model: Any = None
-
-    @classmethod
-    def from_model(cls, model: Any, weights_id: str = "in-memory", revision: str = "random-init",
-                   **kwargs: Any) -> "MoGe2Depth":
-        """Wrap an already built MoGeModel (tests, benchmarks)."""
-        self = cls(**kwargs)
-        self.weights_id, self.revision = weights_id, revision
-        self._attach(model)
-        return self
 
     def load(self) -> None:
         if self._model is not None:

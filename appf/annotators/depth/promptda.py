@@ -22,6 +22,7 @@ import numpy as np
 
 from appf.annotators.depth.runtime import (
     BackendUnavailableError,
+    WrapsBuiltModel,
     autocast,
     import_optional,
     select_device,
@@ -77,7 +78,7 @@ def _processor_settings(directory: Path | None) -> dict[str, Any]:
     return settings
 
 
-class PromptDepthAnythingDepth:
+class PromptDepthAnythingDepth(WrapsBuiltModel):
     """PromptDepthAnything behind the DepthAnnotator protocol (see the module docstring)."""
 
     name = "promptda"
@@ -95,15 +96,6 @@ class PromptDepthAnythingDepth:
         self.prompt_short_side_px = int(prompt_short_side_px)
         self._model: Any = None
         self._settings = _processor_settings(None)
-
-    @classmethod
-    def from_model(cls, model: Any, weights_id: str = "in-memory", revision: str = "random-init",
-                   **kwargs: Any) -> "PromptDepthAnythingDepth":
-        """Wrap an already built model (tests, benchmarks)."""
-        self = cls(**kwargs)
-        self.weights_id, self.revision = weights_id, revision
-        self._attach(model)
-        return self
 
     def load(self) -> None:
         if self._model is not None:

@@ -83,3 +83,16 @@ def autocast(device: Any, dtype: Any) -> contextlib.AbstractContextManager:
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class WrapsBuiltModel:
+    """`from_model` for learned backends: wrap an already built network (tests, benchmarks)
+    instead of loading weights. The class provides `_attach(model)`."""
+
+    @classmethod
+    def from_model(cls, model: Any, weights_id: str = "in-memory", revision: str = "random-init",
+                   **kwargs: Any):
+        self = cls(**kwargs)
+        self.weights_id, self.revision = weights_id, revision
+        self._attach(model)
+        return self
