@@ -346,6 +346,85 @@ def test_foundation_stereo_missing_checkout_and_weights(monkeypatch, tmp_path):
         annotator.load()
 
 
+HUB_CALLING_FOUNDATION_STEREO = textwrap.dedent('''
+    """FAKE FoundationStereo whose constructor builds DINOv2 through torch.hub, as the real
+    depth_anything/dpt.py does."""
+    import torch
+
+
+    class FoundationStereo(torch.nn.Module):
+        def __init__(self, args):
+            super().__init__()
+            self.dino = torch.hub.load("facebookresearch/dinov2", "dinov2_vits14")
+''')
+
+
+@pytest.fixture
+def isolated_core_package(monkeypatch):
+    """Lets a test import its own `core` package and puts the session's back afterwards."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    saved = {k: v for k, v in sys.modules.items() if k == "core" or k.startswith("core.")}
+    for k in saved:
+        del sys.modules[k]
+    yield
+    for k in [k for k in sys.modules if k == "core" or k.startswith("core.")]:
+        del sys.modules[k]
+    sys.modules.update(saved)
+
+
+def _hub_checkout(root: Path, with_dinov2: bool) -> tuple[Path, Path]:
+    import torch
+
+    code = root / "FoundationStereo"
+    (code / "core").mkdir(parents=True)
+    (code / "core" / "__init__.py").write_text("")
+    (code / "core" / "foundation_stereo.py").write_text(HUB_CALLING_FOUNDATION_STEREO)
+    if with_dinov2:
+        (code / "dinov2").mkdir()
+        (code / "dinov2" / "hubconf.py").write_text(
+            "import torch\n"
+            "def dinov2_vits14(pretrained=True):\n"
+            "    assert not pretrained, 'would download'\n"
+            "    return torch.nn.Linear(2, 2)\n")
+    ckpt = root / "weights"
+    ckpt.mkdir()
+    (ckpt / "cfg.yaml").write_text("max_disp: 8\n")
+    torch.save({"model": {"dino.weight": torch.zeros(2, 2), "dino.bias": torch.zeros(2)}},
+               ckpt / "model_best_bp2.pth")
+    return code, ckpt
+
+
+@pytest.mark.parametrize("with_dinov2", [True, False])
+def test_foundation_stereo_construction_never_uses_the_network_hub(
+        with_dinov2, isolated_core_package, monkeypatch, tmp_path):
+    """The dinov2 hub call goes to the checkout's own dinov2/ (pretrained=False); a checkout
+    without it must fail with a clear error, not fall through to GitHub."""
+    pytest.importorskip("torch")
+    import torch
+
+    from appf.annotators.depth.foundation_stereo_loader import load_foundation_stereo
+
+    network: list[str] = []
+    original = torch.hub.load
+
+    def hub_load(repo, model, *args, **kwargs):
+        if kwargs.get("source") != "local":
+            network.append(repo)
+            raise AssertionError(f"torch.hub.load({repo!r}) would download")
+        return original(repo, model, *args, **kwargs)
+
+    monkeypatch.setattr(torch.hub, "load", hub_load)
+    code, ckpt = _hub_checkout(tmp_path, with_dinov2)
+    if with_dinov2:
+        model, iters = load_foundation_stereo(code, ckpt)
+        assert isinstance(model.dino, torch.nn.Linear) and iters == 32
+    else:
+        with pytest.raises(BackendUnavailableError, match="dinov2/ folder is missing"):
+            load_foundation_stereo(code, ckpt)
+    assert network == []
+    assert torch.hub.load is hub_load  # the redirect is undone
+
+
 # ---------------------------------------------------------------------------------------------
 # optional packages absent
 

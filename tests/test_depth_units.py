@@ -81,6 +81,9 @@ def test_resize_depth_keeps_holes_out_of_the_average():
     big = resize_depth_m(np.array([[1.0, 3.0]], np.float32), (1, 4))
     np.testing.assert_allclose(big, [[1.0, 1.5, 2.5, 3.0]])  # pixel-centre bilinear
     assert resize_depth_m(np.zeros((2, 5, 6), np.float32), (3, 4)).shape == (2, 3, 4)
+    # invalid markers never leak out, also when the size does not change
+    bad = np.array([[np.nan, np.inf], [-1.0, 2.0]], np.float32)
+    np.testing.assert_array_equal(resize_depth_m(bad, (2, 2)), [[0, 0], [0, 2.0]])
 
 
 def test_depth_metrics_hand_checked():

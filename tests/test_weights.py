@@ -97,6 +97,21 @@ def test_fetch_unpinned_needs_a_revision(tmp_path, fake_hub, capsys):
     assert {c["revision"] for c in fake_hub} == {rev}
 
 
+def test_unpinned_weights_error_gives_a_route_that_works(monkeypatch, tmp_path, fake_hub):
+    """For an unpinned repository loading never reads the cache, so the advice must be to point
+    the env var at the fetched directory -- and following it must work."""
+    with pytest.raises(WeightsNotFoundError) as e:
+        resolve_weights("promptda-vits")
+    msg = str(e.value)
+    assert "--revision" in msg and "APPF_WEIGHTS_PROMPTDA_VITS=<the directory" in msg
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    fetched = fetch_weights("promptda-vits", tmp_path, rev)
+    with pytest.raises(WeightsNotFoundError):  # fetched into the cache, still not loadable
+        resolve_weights("promptda-vits")
+    monkeypatch.setenv("APPF_WEIGHTS_PROMPTDA_VITS", str(fetched.directory))
+    assert resolve_weights("promptda-vits").directory == fetched.directory
+
+
 def test_fetch_of_manual_weights_explains_where_to_get_them(capsys):
     assert main(["models", "fetch", "foundation-stereo-vitl"]) == 2
     err = capsys.readouterr().err

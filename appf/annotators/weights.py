@@ -124,6 +124,12 @@ def _missing_files(directory: Path, spec: WeightSpec) -> list[str]:
 def _not_found(spec: WeightSpec, why: str) -> WeightsNotFoundError:
     if spec.repo_id is None:
         how = spec.manual
+    elif spec.revision is None:
+        # loading reads the cache only at a pinned revision, so fetching alone would not help
+        how = (f"no revision of {spec.repo_id} is pinned, so it is never loaded from the cache; "
+               f"fetch one commit with `appf models fetch {spec.name} --revision <40-character "
+               f"commit id>` and set {spec.env_var}=<the directory that command prints> (a "
+               f"directory holding {', '.join(spec.files)})")
     else:
         where = cache_dir() or "the huggingface_hub cache (~/.cache/huggingface/hub or $HF_HUB_CACHE)"
         how = (f"fetch them with `appf models fetch {spec.name}` (Hub repo {spec.repo_id} at "

@@ -84,7 +84,14 @@ def _offline_construction(code_dir: Path) -> Iterator[None]:
         if "dinov2" in str(repo) and local_hub.is_dir():
             kwargs.update(source="local", pretrained=False)
             return original_hub(str(local_hub), model, *args, **kwargs)
-        return original_hub(repo, model, *args, **kwargs)
+        if kwargs.get("source") == "local":
+            return original_hub(repo, model, *args, **kwargs)
+        # anything else would be fetched from GitHub: never at load time (no egress on workers)
+        raise BackendUnavailableError(
+            f"building FoundationStereo wanted torch.hub.load({repo!r}, {model!r}) from the "
+            f"network; the checkout {code_dir} should provide it locally (its dinov2/ folder is "
+            f"{'present' if local_hub.is_dir() else 'missing'}): use a complete clone of "
+            "NVlabs/FoundationStereo")
 
     patches.append((torch.hub, "load", original_hub))
     torch.hub.load = hub_load

@@ -84,9 +84,9 @@ def resize_depth_m(depth_m: np.ndarray, to_hw: tuple[int, int]) -> np.ndarray:
     if depth.ndim != 2:
         raise ValueError(f"depth must be (H, W) or (B, H, W), got {depth.shape}")
     h, w = int(to_hw[0]), int(to_hw[1])
+    depth = clean_depth_m(depth)  # NaN / inf / negative -> 0 on every path, resized or not
     if depth.shape == (h, w):
-        return depth.copy()
-    depth = clean_depth_m(depth)
+        return depth
     valid = (depth > 0).astype(np.float32)
     lin = cv2.resize(depth, (w, h), interpolation=cv2.INTER_LINEAR)
     support = cv2.resize(valid, (w, h), interpolation=cv2.INTER_LINEAR)
