@@ -239,3 +239,24 @@ def test_an_interrupted_run_resumes_exactly_after_the_warm_up(job_out, tmp_path,
     assert resumed["ema"]["optimization_step"] == straight["ema"]["optimization_step"]
     assert resumed["lr_scheduler"]["_last_lr"] == straight["lr_scheduler"]["_last_lr"]
     assert [m["lr"] for m in read_metrics(tmp_path / "b")] == [m["lr"] for m in read_metrics(tmp_path / "a")]
+
+
+def test_resume_purges_tensorboard_events_after_the_checkpoint(job_out, tmp_path):
+    """A run that died after its step-2 checkpoint had logged steps 3-4; the resumed run rewrites
+    them, and TensorBoard must not keep both versions (nor must metrics.jsonl)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from appf.training.checkpoint import checkpoint_path
+    from appf.training.metrics import read_metrics
+    from appf.training.trainer import train_expert
+
+    cfg = tiny_config(phase="pretrain", steps=4, log_every=1, checkpoint_every=2)
+    run = tmp_path / "run"
+    train_expert(job_out, run, cfg, log=False)
+    checkpoint_path(run, 4).unlink()  # as if the process died after logging step 4, before saving
+    train_expert(job_out, run, cfg, log=False)
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("train/loss")]
+    assert steps == [1, 2, 3, 4]
+    assert [m["step"] for m in read_metrics(run)] == [1, 2, 3, 4]

@@ -16,14 +16,19 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True):
+    """`resume_step`: the step a resumed run restarts from; TensorBoard events logged after it by
+    the interrupted run are purged, as `truncate_after` does for metrics.jsonl."""
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True,
+                 resume_step: int = 0):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.enabled = enabled
         self._tb = None
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
 
-            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+            self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"),
+                                     purge_step=resume_step + 1 if resume_step else None)
 
     def truncate_after(self, step: int) -> None:
         """Drop lines logged after ``step`` (a resumed run rewrites them; no duplicates)."""

@@ -153,7 +153,7 @@ def train_expert(shards: str | Path, out: str | Path, cfg: ExpertConfig, init: s
                                info.rank, info.world_size)
     loader = DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=cfg.num_workers,
                         pin_memory=info.device.type == "cuda")
-    logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=tensorboard)
+    logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=tensorboard, resume_step=start)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         logger.truncate_after(start)
