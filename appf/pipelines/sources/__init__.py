@@ -15,6 +15,10 @@ SOURCES: dict[str, str] = {
     "bridge_raw": "appf.pipelines.sources.bridge_raw:BridgeRawSource",
     "droid_rlds": "appf.pipelines.sources.droid_rlds:DroidRldsSource",
     "bridge_rlds": "appf.pipelines.sources.bridge_rlds:BridgeRldsSource",
+    "robotwin": "appf.pipelines.sources.robotwin:RoboTwinSource",
+    "calvin": "appf.pipelines.sources.calvin:CalvinSource",
+    "rlbench": "appf.pipelines.sources.rlbench:RLBenchSource",
+    "maniskill": "appf.pipelines.sources.maniskill:ManiSkillSource",
 }
 
 
