@@ -35,6 +35,7 @@ bench-deps: setup
 
 bench: bench-deps
 	$(PY) bench/bench_pointcloud.py
+	$(PY) bench/bench_stereo.py
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_sources.py
 	$(PY) bench/bench_training.py

@@ -87,6 +87,21 @@ def _sgbm(left: np.ndarray, right: np.ndarray, ndisp: int, p: StereoParams) -> n
     return np.where(d > 0, d, 0.0).astype(np.float32)
 
 
+def _right_disparity(left: np.ndarray, right: np.ndarray, ndisp: int, p: StereoParams) -> np.ndarray:
+    """Right-referenced disparity: the same matcher on the mirrored pair (right view as reference)."""
+    flipped = _sgbm(np.ascontiguousarray(np.fliplr(right)), np.ascontiguousarray(np.fliplr(left)),
+                    ndisp, p)
+    return np.fliplr(flipped)
+
+
+def fill_occlusions(disp: np.ndarray, occluded: np.ndarray) -> np.ndarray:
+    """Invalid `occluded` pixels take the background (smaller) of the nearest valid disparities
+    on their row (the one there is, at the image border)."""
+    vl, vr, _, _ = nearest_along_rows(disp)
+    background = np.where((vl > 0) & (vr > 0), np.minimum(vl, vr), np.maximum(vl, vr))
+    return np.where(occluded & (disp <= 0), background, disp).astype(np.float32)
+
+
 def left_right_check(d_left: np.ndarray, d_right: np.ndarray, max_diff_px: float
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(consistent, occluded, outside) masks for a left disparity map given the right-referenced
@@ -111,8 +126,7 @@ def classical_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, max_disp_px
     ndisp = num_disparities(max_disp_px)
     gl, gr = _grey(left_rgb), _grey(right_rgb)
     d_left = _sgbm(gl, gr, ndisp, params)
-    d_right = np.fliplr(_sgbm(np.ascontiguousarray(np.fliplr(gr)),
-                              np.ascontiguousarray(np.fliplr(gl)), ndisp, params))
+    d_right = _right_disparity(gl, gr, ndisp, params)
     ok, occluded, outside = left_right_check(d_left, d_right, params.lr_max_diff_px)
     disp = np.where(ok, d_left, 0.0).astype(np.float32)
     lab = lab_guide(left_rgb)
@@ -120,10 +134,7 @@ def classical_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, max_disp_px
         disp = refine_discontinuities(disp, lab, params.refine_radius, params.sigma_color,
                                       params.refine_band_px)
     if params.fill_occlusions:
-        vl, vr, _, _ = nearest_along_rows(disp)
-        background = np.where((vl > 0) & (vr > 0), np.minimum(vl, vr), np.maximum(vl, vr))
-        fill = (occluded | outside) & (disp <= 0)
-        disp = np.where(fill, background, disp).astype(np.float32)
+        disp = fill_occlusions(disp, occluded | outside)
     max_area = int(params.max_hole_fraction * disp.size)
     if max_area > 0:
         disp = fill_by_rings(disp, lab, small_holes(disp, max_area), params.refine_radius,

@@ -1,4 +1,5 @@
-"""Colour-guided (edge-aware) filters for disparity and depth maps (pure numpy/cv2).
+"""Colour-guided (edge-aware) filters for disparity and depth maps (numpy/cv2; the per-pixel
+window loops are compiled with numba in `edge_aware_kernels`).
 
 A map holds one value per pixel (disparity in pixels or depth in metres), 0 = invalid. The guide
 is the RGB image (H, W, 3) uint8 of the same view; weights are Gaussian in CIE-Lab colour
@@ -11,7 +12,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-_CHUNK = 16384  # pixels per vectorised chunk: bounds memory to ~_CHUNK * window * 16 bytes
+from appf.annotators.depth import edge_aware_kernels as kernels
 
 
 def lab_guide(rgb: np.ndarray) -> np.ndarray:
@@ -27,38 +28,15 @@ def weighted_median_at(values: np.ndarray, valid: np.ndarray, lab: np.ndarray, y
 
     Returns (median, support, total): `support` is the fraction of weight within 1 unit of the
     median (a confidence), `total` the summed weight (0 where the window holds no valid value;
-    the median is then 0).
+    the median is then 0). Compiled loop: `edge_aware_kernels.weighted_median_kernel`.
     """
-    r = int(radius)
-    offs = np.arange(-r, r + 1)
-    dy, dx = (o.ravel() for o in np.meshgrid(offs, offs, indexing="ij"))
-    # pad once (edge) so window indices need no clipping
-    vp = np.pad(values.astype(np.float32), r, mode="edge")
-    wp = np.pad(valid.astype(np.float32), r, mode="constant")
-    lp = np.pad(lab, ((r, r), (r, r), (0, 0)), mode="edge")
-    Wp = vp.shape[1]
-    flat_off = (dy * Wp + dx)[None, :]
-    vflat, wflat, lflat = vp.ravel(), wp.ravel(), lp.reshape(-1, 3)
-    med = np.zeros(len(ys), np.float32)
-    sup = np.zeros(len(ys), np.float32)
-    tot = np.zeros(len(ys), np.float32)
-    inv2s2 = np.float32(1.0 / (2.0 * sigma_color * sigma_color))
-    for a in range(0, len(ys), _CHUNK):
-        centre = ((ys[a:a + _CHUNK] + r) * Wp + xs[a:a + _CHUNK] + r)
-        idx = centre[:, None] + flat_off
-        diff = lflat[idx] - lflat[centre][:, None, :]
-        w = np.exp(-np.einsum("nkc,nkc->nk", diff, diff) * inv2s2) * wflat[idx]
-        v = vflat[idx]
-        order = np.argsort(v, axis=1)
-        vs = np.take_along_axis(v, order, 1)
-        cw = np.cumsum(np.take_along_axis(w, order, 1), 1)
-        total = cw[:, -1]
-        pick = np.argmax(cw >= 0.5 * total[:, None], axis=1)
-        m = np.where(total > 0, vs[np.arange(len(centre)), pick], 0.0)
-        near = (np.abs(v - m[:, None]) <= 1.0) * w
-        med[a:a + _CHUNK] = m
-        tot[a:a + _CHUNK] = total
-        sup[a:a + _CHUNK] = np.where(total > 0, near.sum(1) / np.maximum(total, 1e-12), 0.0)
+    n = len(ys)
+    med, sup, tot = (np.zeros(n, np.float32) for _ in range(3))
+    if n:
+        kernels.weighted_median_kernel(
+            np.ascontiguousarray(values, dtype=np.float32), np.ascontiguousarray(valid, dtype=bool),
+            kernels.lab_int(lab), np.asarray(ys, np.int64), np.asarray(xs, np.int64), int(radius),
+            kernels.colour_weight_lut(sigma_color), med, sup, tot)
     return med, sup, tot
 
 
@@ -130,24 +108,13 @@ def smooth_subpixel(values: np.ndarray, lab: np.ndarray, radius: int = 2,
                     sigma_color: float = 10.0, tolerance: float = 1.0) -> np.ndarray:
     """Sub-pixel refinement: colour-weighted mean over the neighbours whose value lies within
     `tolerance` of the pixel's own (same surface), which averages out the quantisation and
-    pixel-locking noise of the matcher without crossing depth edges. Invalid pixels stay 0."""
-    H, W = values.shape
-    valid = values > 0
-    num = np.zeros((H, W), np.float64)
-    den = np.zeros((H, W), np.float64)
-    vp = np.pad(values, radius, mode="edge")
-    lp = np.pad(lab, ((radius, radius), (radius, radius), (0, 0)), mode="edge")
-    inv2s2 = 1.0 / (2.0 * sigma_color * sigma_color)
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            nv = vp[radius + dy:radius + dy + H, radius + dx:radius + dx + W]
-            diff = lp[radius + dy:radius + dy + H, radius + dx:radius + dx + W] - lab
-            w = np.exp(-np.einsum("hwc,hwc->hw", diff, diff) * inv2s2)
-            w *= (nv > 0) & (np.abs(nv - values) <= tolerance)
-            num += w * nv
-            den += w
-    out = np.where(valid & (den > 0), num / np.maximum(den, 1e-12), values)
-    return out.astype(np.float32)
+    pixel-locking noise of the matcher without crossing depth edges. Invalid pixels stay 0.
+    Compiled loop: `edge_aware_kernels.same_surface_mean_kernel`."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    out = np.empty_like(values)
+    kernels.same_surface_mean_kernel(values, kernels.lab_int(lab), int(radius), float(tolerance),
+                                     kernels.colour_weight_lut(sigma_color), out)
+    return out
 
 
 def directional_fill(values: np.ndarray, lab: np.ndarray, sigma_color: float = 10.0,
