@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="3 (default, sharded) or 2 (zarr-python 2 readers: DP3, diffusion_policy)")
     r.add_argument("--depth", help="depth backend (default: the source's)")
     r.add_argument("--masks", help="mask backend (default: the source's; 'none' to skip)")
-    r.add_argument("--mask-mode", choices=["none", "no_robot", "task_objects"],
+    r.add_argument("--mask-mode", choices=["none", "no_robot", "task_objects", "foreground"],
                    help="restrict point clouds by mask (default none)")
     r.add_argument("--n-points", type=int, help="points per frame (default 1024)")
     r.add_argument("--episodes-per-shard", type=int, help="default 16")

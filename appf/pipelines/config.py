@@ -12,7 +12,7 @@ from typing import Any
 from appf.schemas import ConfigError
 from appf.schemas.config_io import dataclass_from_dict, load_mapping
 
-MASK_MODES = ("none", "no_robot", "task_objects")
+MASK_MODES = ("none", "no_robot", "task_objects", "foreground")
 RUNNERS = ("local", "dask")
 
 # Fields that change how a job runs, not what it writes: left out of the config hash.
@@ -36,7 +36,7 @@ class JobConfig:
     isolated_window: int = 5
     isolated_min_neighbors: int = 6
     fps_method: str = "fast"
-    mask_mode: str = "none"  # none | no_robot | task_objects
+    mask_mode: str = "none"  # none | no_robot | task_objects | foreground (robot + task objects)
     cameras: list[str] | None = None  # None = every camera with depth after the depth pass
     sft_camera: str | None = None  # None = the first camera
     depth: str = "auto"  # auto = the source's default backend

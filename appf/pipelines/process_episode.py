@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from appf.annotators.protocols import LABEL_BACKGROUND, LABEL_TASK_OBJECT
+from appf.annotators.protocols import LABEL_BACKGROUND, LABEL_ROBOT, LABEL_TASK_OBJECT
 from appf.pipelines.config import JobConfig
 from appf.pipelines.processed import ProcessedEpisode
 from appf.pipelines.sft_records import sft_table
@@ -18,6 +18,7 @@ _KEEP_LABELS = {
     "none": None,
     "no_robot": (LABEL_BACKGROUND, LABEL_TASK_OBJECT),
     "task_objects": (LABEL_TASK_OBJECT,),
+    "foreground": (LABEL_ROBOT, LABEL_TASK_OBJECT),
 }
 
 
