@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        logging.getLogger("apache_beam").setLevel(logging.ERROR)
+        # Beam logs a worker's exception before re-raising it; appf reports it once, as one line
+        # for I/O errors (or with its traceback for anything else).
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
     try:
         return args.func(args)
     except AppfError as e:

@@ -11,6 +11,8 @@ import pyarrow.parquet as pq
 from appf.pipelines.processed import STEP_ARRAYS
 from appf.pipelines.sinks.checksum import tree_sha256
 from appf.pipelines.sinks.zarr_shards import open_shard
+from appf.pipelines.shard_plan import PLAN_FILE, plan_problems, read_plan
+from appf.pipelines.sinks.commits import read_commits
 from appf.schemas import FAILURE_SCHEMA, SCHEMA_VERSION, SFT_SCHEMA
 
 
@@ -105,4 +107,21 @@ def validate_output(out: str | Path) -> list[str]:
     if frames != manifest.get("counts", {}).get("frames"):
         problems.append(f"manifest.json counts.frames {manifest.get('counts', {}).get('frames')} != "
                         f"sum over shards {frames}")
+    return problems + _check_plan(out, manifest)
+
+
+def _check_plan(out: Path, manifest: dict) -> list[str]:
+    """The shard plan, the commit markers and the manifest agree (outputs older than the plan
+    have none: nothing to check)."""
+    try:
+        plan = read_plan(out)
+        if plan is None:
+            return []
+        problems = plan_problems(plan, read_commits(out))
+    except Exception as e:  # noqa: BLE001 - validate reports, never crashes
+        return [f"{out / PLAN_FILE}: cannot check the plan: {e}"]
+    planned = manifest.get("counts", {}).get("planned_episodes")
+    if planned != len(plan.index_of):
+        problems.append(f"manifest.json counts.planned_episodes: expected {len(plan.index_of)} "
+                        f"({PLAN_FILE}), found {planned}")
     return problems

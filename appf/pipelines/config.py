@@ -95,8 +95,25 @@ class JobConfig:
         return {k: v for k, v in self.to_dict().items() if k not in _EXECUTION_FIELDS}
 
     def config_hash(self) -> str:
-        blob = json.dumps(self.output_dict(), sort_keys=True, separators=(",", ":"))
+        """Hash of what determines each episode's output. Source options that only choose which
+        episodes are listed (the source's `selection_options`, e.g. synthetic `episodes`) are left
+        out: a different episode list extends the job through the shard plan (shard_plan.py)."""
+        hashed = self.output_dict()
+        selection = _selection_options(self.source)
+        hashed["source_options"] = {k: v for k, v in self.source_options.items()
+                                    if k not in selection}
+        blob = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def shard_of(self, episode_index: int) -> int:
-        return episode_index // self.episodes_per_shard
+    def shard_of(self, plan_index: int) -> int:
+        """The shard of an episode from its plan index (`EpisodeRef.index` after planning)."""
+        return plan_index // self.episodes_per_shard
+
+
+def _selection_options(source: str) -> tuple[str, ...]:
+    from appf.pipelines.sources import source_class
+
+    try:
+        return tuple(getattr(source_class(source), "selection_options", ()))
+    except ConfigError:
+        return ()  # an unknown source fails later, with the registry's message

@@ -18,14 +18,19 @@ from appf import __version__
 from appf.pipelines.config import JobConfig
 from appf.pipelines.graph import NS, build_pipeline
 from appf.pipelines.progress import ProgressMonitor, staged_counts
+from appf.pipelines.io_errors import RESUME_NOTE, OutputIOError, describe_io_error
+from appf.pipelines.job_lock import local_job_lock
+from appf.pipelines.shard_plan import PlanUpdate, read_plan, update_plan, write_plan
+from appf.pipelines.sinks.atomic import remove_stray_temps, write_text_atomic
 from appf.pipelines.sinks.commits import (
-    STAGING_DIR, manifest_dict, read_commits, write_manifest,
+    COMMITS_DIR, STAGING_DIR, manifest_dict, read_commits, write_manifest,
 )
 from appf.pipelines.sinks.dataset_card import write_dataset_card
 from appf.pipelines.sources import make_source
-from appf.schemas import SCHEMA_VERSION, ConfigError
+from appf.schemas import SCHEMA_VERSION, AppfError, ConfigError
 
 JOB_FILE = "_job.json"
+CONTROL_DIRS = (COMMITS_DIR, "sft", "failures", "pointclouds")  # where killed runs leave temps
 
 
 @dataclass
@@ -63,31 +68,62 @@ def resolve_backends(cfg: JobConfig, info) -> tuple[str, str]:
     return depth, masks
 
 
+def _read_job_file(job_file: Path, has_output: bool) -> dict | None:
+    """The recorded job, or None when there is none (or an unreadable one that nothing committed
+    depends on: the leftover of a start that failed, e.g. on a full disk, before atomic writes)."""
+    if not job_file.exists():
+        return None
+    try:
+        previous = json.loads(job_file.read_text())
+        if not isinstance(previous, dict):
+            raise ValueError(f"expected a JSON object, found {type(previous).__name__}")
+        return previous
+    except ValueError as e:
+        if has_output:
+            raise ConfigError(
+                f"{job_file} is unreadable ({e}) but the output holds committed shards; restore "
+                "the file from a backup, or start over in a new --out") from e
+        return None
+
+
 def _check_same_job(out: Path, cfg: JobConfig) -> None:
     """Refuse to mix outputs of two different configs in one directory (resume safety)."""
     job_file = out / JOB_FILE
-    if job_file.exists():
-        previous = json.loads(job_file.read_text())
-        if previous.get("config_hash") != cfg.config_hash():
-            raise ConfigError(
-                f"{out} holds the output of a job with another config (hash "
-                f"{previous.get('config_hash')}, this job {cfg.config_hash()}); resume needs the "
-                "same config: use a new --out, or delete the directory to start over")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        job_file.write_text(json.dumps({"config_hash": cfg.config_hash(),
-                                        "config": cfg.output_dict()}, indent=1))
+    previous = _read_job_file(job_file, has_output=bool(read_commits(out)))
+    if previous is None:
+        write_text_atomic(job_file, json.dumps({"config_hash": cfg.config_hash(),
+                                                "config": cfg.output_dict()}, indent=1))
+    elif previous.get("config_hash") != cfg.config_hash():
+        raise ConfigError(
+            f"{out} holds the output of a job with another config (hash "
+            f"{previous.get('config_hash')}, this job {cfg.config_hash()}); resume needs the "
+            "same config: use a new --out, or delete the directory to start over")
 
 
 def _clean_uncommitted(out: Path, committed: set[int]) -> None:
-    """Before any worker runs: drop temporaries and shards that no commit marker vouches for
-    (an interrupted run's), so that workers may treat an existing shard as a duplicate's."""
+    """Before any worker runs: drop temporaries of killed runs and shards that no commit marker
+    vouches for (an interrupted run's), so that workers may treat an existing shard as a
+    duplicate's."""
+    remove_stray_temps(out, CONTROL_DIRS)
     pcs = out / "pointclouds"
-    for path in pcs.glob(".shard-*.tmp-*") if pcs.is_dir() else []:
-        shutil.rmtree(path, ignore_errors=True)
     for path in pcs.glob("shard-*.zarr") if pcs.is_dir() else []:
         if int(path.name[len("shard-"):-len(".zarr")]) not in committed:
             shutil.rmtree(path)
+
+
+def _plan_job(out: Path, cfg: JobConfig, source, stream: TextIO) -> PlanUpdate:
+    """Extend the persisted shard plan with this run's input and write it before any work."""
+    committed = set(read_commits(out))
+    update = update_plan(read_plan(out), source.list_refs(), cfg.episodes_per_shard,
+                         committed, str(out))
+    write_plan(out, update.plan)
+    if update.added and committed:
+        print(f"[appf] {len(update.added)} new episode(s) planned into shard(s) "
+              f"{sorted({update.plan.shard_of(k) for k in update.added})}", file=stream)
+    if update.left_committed:
+        print(f"[appf] {len(update.left_committed)} planned episode(s) are no longer in the "
+              "input; their committed output stays", file=stream)
+    return update
 
 
 def _query_counters(result) -> dict[str, int]:
@@ -101,23 +137,8 @@ def _query_counters(result) -> dict[str, int]:
     return totals
 
 
-def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = None) -> JobSummary:
-    """Run (or resume) the job described by `cfg` with Beam `options`."""
-    stream = stream or sys.stderr
-    start = time.monotonic()
-    out = Path(cfg.out)
-    source = make_source(cfg.source, cfg.source_options)
-    depth_backend, mask_backend = resolve_backends(cfg, source.info)
-    _check_same_job(out, cfg)
-    refs = source.list_refs()
-    committed = read_commits(out)
-    _clean_uncommitted(out, set(committed))
-    todo = [r for r in refs if cfg.shard_of(r.index) not in committed]
-    skipped = len(refs) - len(todo)
-    if skipped:
-        print(f"[appf] resuming: {len(committed)} shard(s) already committed, "
-              f"{skipped} episode(s) skipped, {len(todo)} to do", file=stream)
-    attributes = {
+def _shard_attributes(cfg: JobConfig, source, depth_backend: str, mask_backend: str) -> dict:
+    return {
         "appf_schema_version": SCHEMA_VERSION, "appf_code_version": __version__,
         "config_hash": cfg.config_hash(), "source": cfg.source,
         "depth_backend": depth_backend, "mask_backend": mask_backend,
@@ -126,20 +147,27 @@ def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = No
         "frame": "robot base", "point_cloud_channels": ["x", "y", "z", "r", "g", "b"],
         "state_layout": "per arm: tcp x, y, z (m), quat x, y, z, w, gripper (0 open, 1 closed)",
     }
-    metrics: dict[str, int] = {}
-    if todo:
-        with ProgressMonitor(out, len(todo), staged_counts(out), cfg.progress_every_s, stream) as mon:
-            p = beam.Pipeline(options=options)
-            runner = str(options.view_as(StandardOptions).runner or "")
-            build_pipeline(p, cfg, todo, depth_backend, mask_backend, source.info.default_crop,
-                           attributes, run_inference="Dask" not in runner)
-            result = p.run()
-            result.wait_until_finish()
-            metrics = _query_counters(result)
-            if cfg.progress_every_s > 0:
-                print(mon.line(), file=stream)
+
+
+def _run_pipeline(cfg: JobConfig, options: PipelineOptions, todo: list, source, backends,
+                  attributes: dict, stream: TextIO) -> dict[str, int]:
+    out = Path(cfg.out)
+    with ProgressMonitor(out, len(todo), staged_counts(out), cfg.progress_every_s, stream) as mon:
+        p = beam.Pipeline(options=options)
+        runner = str(options.view_as(StandardOptions).runner or "")
+        build_pipeline(p, cfg, todo, *backends, source.info.default_crop,
+                       attributes, run_inference="Dask" not in runner)
+        result = p.run()
+        result.wait_until_finish()
+        if cfg.progress_every_s > 0:
+            print(mon.line(), file=stream)
+        return _query_counters(result)
+
+
+def _finish(out: Path, cfg: JobConfig, plan, attributes: dict) -> dict:
+    """Check that every planned shard is committed; write the manifest and the dataset card."""
     commits = read_commits(out)
-    missing = sorted({cfg.shard_of(r.index) for r in refs} - set(commits))
+    missing = sorted(set(plan.shards()) - set(commits))
     if missing:
         raise RuntimeError(f"the pipeline finished but shard(s) {missing} have no commit marker; "
                            f"re-run the same command to resume")
@@ -147,12 +175,51 @@ def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = No
     provenance = {k: attributes[k] for k in ("depth_backend", "mask_backend", "crop_box",
                                              "n_points", "mask_mode", "fps_method")}
     manifest = manifest_dict(cfg.output_dict(), cfg.config_hash(), [cfg.source], commits,
-                             len(refs), provenance)
+                             len(plan.index_of), provenance)
     write_manifest(out, manifest)
     write_dataset_card(out, manifest)
-    c = manifest["counts"]
+    return manifest
+
+
+def _run_locked(cfg: JobConfig, options: PipelineOptions, source, backends,
+                stream: TextIO) -> JobSummary:
+    start = time.monotonic()
+    out = Path(cfg.out)
+    _check_same_job(out, cfg)
+    committed = read_commits(out)
+    _clean_uncommitted(out, set(committed))
+    update = _plan_job(out, cfg, source, stream)
+    todo = [r for r in update.refs if cfg.shard_of(r.index) not in committed]
+    skipped = len(update.refs) - len(todo)
+    if skipped:
+        print(f"[appf] resuming: {len(committed)} shard(s) already committed, "
+              f"{skipped} episode(s) skipped, {len(todo)} to do", file=stream)
+    attributes = _shard_attributes(cfg, source, *backends)
+    metrics = _run_pipeline(cfg, options, todo, source, backends, attributes, stream) if todo else {}
+    c = _finish(out, cfg, update.plan, attributes)["counts"]
     return JobSummary(
-        planned_episodes=len(refs), skipped_episodes=skipped, episodes=c["episodes"],
+        planned_episodes=c["planned_episodes"], skipped_episodes=skipped, episodes=c["episodes"],
         frames=c["frames"], points=c["points"], sft_records=c["sft_records"],
         failures=c["failures"], failures_by_stage=c["failures_by_stage"], shards=c["shards"],
         seconds=time.monotonic() - start, metrics=metrics)
+
+
+def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = None) -> JobSummary:
+    """Run (or resume) the job described by `cfg` with Beam `options`, holding the output's lock.
+
+    An I/O failure anywhere (driver or worker) ends the job with an OutputIOError of one line.
+    """
+    stream = stream or sys.stderr
+    source = make_source(cfg.source, cfg.source_options)
+    backends = resolve_backends(cfg, source.info)
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with local_job_lock(out):
+            return _run_locked(cfg, options, source, backends, stream)
+    except AppfError:
+        raise
+    except Exception as e:
+        if line := describe_io_error(e):
+            raise OutputIOError(f"the job on {out} stopped: {line}; {RESUME_NOTE}") from e
+        raise

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from appf.pipelines.sinks.atomic import write_bytes_atomic
 from appf.schemas import SFT_SCHEMA
 
 # Per-step arrays of a processed episode, in shard order; all share the first dimension T.
@@ -72,13 +71,6 @@ class FailedEpisode:
     message: str
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_staged(pe: ProcessedEpisode, path: Path) -> None:
     """Write a processed episode as one .npz (arrays + SFT rows as Arrow IPC + metadata)."""
     sink = pa.BufferOutputStream()
@@ -90,7 +82,7 @@ def save_staged(pe: ProcessedEpisode, path: Path) -> None:
     np.savez(buf, **pe.arrays,
              __sft__=np.frombuffer(sink.getvalue().to_pybytes(), dtype=np.uint8),
              __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue(), durable=False)  # staging: a crash redoes it
 
 
 def load_staged(path: str | Path) -> ProcessedEpisode:

@@ -185,8 +185,9 @@ class Episode:
 class EpisodeRef:
     """A lightweight, picklable pointer to one episode: what crosses a shuffle.
 
-    `index` is the episode's position in the job's sorted episode list; it fixes the shard
-    the episode lands in, so the assignment is the same on every runner and every re-run.
+    A source sets `index` to the episode's position in its sorted list; the job replaces it by
+    the episode's index in the output's persisted shard plan (appf/pipelines/shard_plan.py),
+    which fixes the shard the episode lands in on every runner and every re-run.
     """
 
     dataset: str

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from appf import __version__
+from appf.pipelines.sinks.atomic import write_text_atomic
 from appf.schemas import MANIFEST_SHARD_SCHEMA, SCHEMA_VERSION
 
 COMMITS_DIR = "_commits"
@@ -46,11 +45,8 @@ def commit_path(out: str | Path, shard: int) -> Path:
 
 
 def write_commit(out: str | Path, commit: ShardCommit) -> None:
-    path = commit_path(out, commit.shard)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(asdict(commit), indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_text_atomic(commit_path(out, commit.shard),
+                      json.dumps(asdict(commit), indent=1, sort_keys=True))
 
 
 def read_commits(out: str | Path) -> dict[int, ShardCommit]:
@@ -97,8 +93,4 @@ def manifest_dict(config: dict[str, Any], config_hash: str, sources: list[str],
 
 
 def write_manifest(out: str | Path, manifest: dict[str, Any]) -> Path:
-    path = Path(out) / "manifest.json"
-    tmp = path.with_name(f".manifest.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(Path(out) / "manifest.json", json.dumps(manifest, indent=2))

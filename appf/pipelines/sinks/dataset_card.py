@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from appf.pipelines.sinks.atomic import write_text_atomic
+
 _CARD = """---
 license: other
 task_categories:
@@ -61,6 +63,4 @@ def write_dataset_card(out: str | Path, manifest: dict[str, Any]) -> Path:
         depth_backend=prov["depth_backend"], mask_backend=prov["mask_backend"],
         crop_box=prov["crop_box"], n_points=prov["n_points"],
         zarr_format=manifest["config"]["zarr_format"])
-    path = Path(out) / "README.md"
-    path.write_text(text)
-    return path
+    return write_text_atomic(Path(out) / "README.md", text)

@@ -29,11 +29,15 @@ class SourceInfo:
 
 class Source(Protocol):
     info: SourceInfo
+    # Options that only choose which episodes list_refs() returns (not how one is read): a
+    # re-run with other values extends the job's shard plan instead of being refused.
+    selection_options: tuple[str, ...] = ()
 
     def __init__(self, **options: Any) -> None: ...
 
     def list_refs(self) -> list[EpisodeRef]:
-        """Every episode of the input, sorted by episode id, with `index` = position."""
+        """Every episode of the input, sorted by episode id, with `index` = position (the job
+        replaces it by the episode's index in the persisted shard plan)."""
 
     def read(self, ref: EpisodeRef) -> Episode:
         """One episode in canonical form (pixels may be LazyFrames)."""

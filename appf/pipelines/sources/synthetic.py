@@ -61,6 +61,8 @@ def episode_id(seed: int) -> str:
 class SyntheticSource:
     """Deterministic, seeded synthetic tabletop episodes (see the module docstring)."""
 
+    selection_options = ("episodes",)  # episode i is the same for every count above i
+
     info = SourceInfo(
         name=DATASET,
         description="seeded tabletop pick-and-place rendered by appf (analytic ray caster): "
