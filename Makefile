@@ -1,5 +1,8 @@
 # appf: `make demo` sets up and runs the main job on generated sample data; `make test` runs the tests.
 VENV ?= .venv
+# lerobot 0.4.4 (the tests' LeRobot writer/reader) pins torch<2.11 and huggingface-hub<0.36, which
+# clash with .venv: it lives in its own venv, driven by the tests through a subprocess.
+LEROBOT_VENV ?= .venv-lerobot
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 OUT ?= out/demo
@@ -19,7 +22,23 @@ $(VENV)/.installed: pyproject.toml Makefile
 		asciitree==0.3.3 fasteners==0.20 deprecated==1.2.18 wrapt==2.5.2
 	touch $@
 
-setup: $(VENV)/.installed
+# torch 2.13.0 (CPU, from disk) instead of lerobot's torch<2.11 (PyPI has only the CUDA build):
+# lerobot goes in with --no-deps and its dataset-side requirements are pinned here.
+# torchcodec (lerobot's video decoder; torchvision 0.28 has no VideoReader) loads Debian's FFmpeg.
+$(LEROBOT_VENV)/.installed: Makefile
+	apt-get update -qq && apt-get install -y -qq libavdevice59 libavfilter8 libavformat59 \
+		libavcodec59 libswscale6 libswresample4 libavutil57 >/dev/null
+	python3 -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LEROBOT_VENV)/bin/python -m pip install -q torch==2.13.0 torchvision==0.28.0
+	$(LEROBOT_VENV)/bin/python -m pip install -q --no-deps lerobot==0.4.4
+	$(LEROBOT_VENV)/bin/python -m pip install -q datasets==4.4.2 huggingface-hub==0.35.3 av==15.1.0 \
+		pandas==2.3.3 accelerate==1.12.0 jsonlines==4.0.0 draccus==0.10.0 deepdiff==8.6.1 \
+		termcolor==3.2.0 einops==0.8.1 packaging==25.0 pillow==12.3.0 numpy==2.3.5 \
+		torchcodec==0.13.0
+	touch $@
+
+setup: $(VENV)/.installed $(LEROBOT_VENV)/.installed
 
 demo: setup
 	$(VENV)/bin/appf reannotate --source synthetic --episodes $(EPISODES) --out $(OUT)

@@ -19,6 +19,7 @@ SOURCES: dict[str, str] = {
     "calvin": "appf.pipelines.sources.calvin:CalvinSource",
     "rlbench": "appf.pipelines.sources.rlbench:RLBenchSource",
     "maniskill": "appf.pipelines.sources.maniskill:ManiSkillSource",
+    "lerobot": "appf.pipelines.sources.lerobot:LeRobotSource",
 }
 
 
