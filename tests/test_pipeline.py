@@ -116,22 +116,23 @@ def test_interrupted_run_resumes_to_identical_output(tmp_path, monkeypatch, job3
     reference, _ = job3
     out = tmp_path / "resumed"
     cfg = small_config(out)
-    real_write = graph.write_shard
+    real_write = graph.write_store_objects
     calls = {"n": 0}
 
-    def crash_on_second_shard(path, *args, **kwargs):
+    def crash_on_second_shard(loc, key, objects):
         calls["n"] += 1
         if calls["n"] == 2:
-            Path(path).with_name(f".{Path(path).name}.tmp-dead").mkdir(parents=True)  # half-written
+            path = loc.local_path(key)
+            path.with_name(f".{path.name}.tmp-dead").mkdir(parents=True)  # half-written
             raise RuntimeError("simulated worker crash")
-        return real_write(path, *args, **kwargs)
+        return real_write(loc, key, objects)
 
-    monkeypatch.setattr(graph, "write_shard", crash_on_second_shard)
+    monkeypatch.setattr(graph, "write_store_objects", crash_on_second_shard)
     with pytest.raises(Exception, match="simulated worker crash"):
         run_local(cfg)
     committed = sorted(p.name for p in (out / "_commits").glob("*.json"))
     assert len(committed) == 1
-    monkeypatch.setattr(graph, "write_shard", real_write)
+    monkeypatch.setattr(graph, "write_store_objects", real_write)
     summary = run_local(cfg)
     assert summary.skipped_episodes == 2 and summary.episodes == 4
     assert shard_checksums(out) == shard_checksums(reference)

@@ -9,11 +9,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from appf.pipelines.processed import STEP_ARRAYS
-from appf.pipelines.sinks.checksum import tree_sha256
 from appf.pipelines.sinks.zarr_shards import open_shard
 from appf.pipelines.shard_plan import PLAN_FILE, plan_problems, read_plan
 from appf.pipelines.sinks.commits import read_commits
 from appf.schemas import FAILURE_SCHEMA, SCHEMA_VERSION, SFT_SCHEMA
+from appf.storage import Location, objects_digest
+from appf.storage.commits import stored_objects
 
 
 def _check_shard(out: Path, entry: dict, n_points: int) -> list[str]:
@@ -23,7 +24,8 @@ def _check_shard(out: Path, entry: dict, n_points: int) -> list[str]:
     if not path.is_dir():
         return [f"{where}: missing (listed in manifest.json)"]
     problems = []
-    if entry.get("checksum") and tree_sha256(path) != entry["checksum"]:
+    loc = Location(out)
+    if entry.get("checksum") and objects_digest(stored_objects(loc, rel), rel + "/") != entry["checksum"]:
         problems.append(f"{where}: checksum mismatch (files changed or corrupted since writing)")
     try:
         root = open_shard(path)

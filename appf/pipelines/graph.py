@@ -10,7 +10,6 @@ the DaskRunner included, executes.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Iterable
 
 import apache_beam as beam
@@ -22,27 +21,19 @@ from appf.pipelines.config import JobConfig
 from appf.pipelines.inference import DepthHandler, EpisodeWork, MaskHandler, inference_result
 from appf.pipelines.process_episode import StageError, process_episode
 from appf.pipelines.processed import FailedEpisode, StagedEpisode, load_staged, save_staged
-from appf.pipelines.sinks.checksum import tree_sha256
-from appf.pipelines.sinks.commits import STAGING_DIR, ShardCommit, commit_path, write_commit
-from appf.pipelines.sinks.tables import failures_table, write_parquet_atomic
-from appf.pipelines.sinks.zarr_shards import shard_name, write_shard
+from appf.pipelines.sinks.tables import failures_table, parquet_bytes
+from appf.pipelines.sinks.zarr_shards import encode_shard
 from appf.pipelines.sources import make_source
 from appf.schemas import SFT_SCHEMA, EpisodeRef, check_episode
+from appf.storage import (
+    Location, ShardCommit, layout, object_entry, objects_digest, write_marker, write_store_objects,
+)
 
 NS = "appf"
 
 
 def _count(name: str, n: int = 1) -> None:
     Metrics.counter(NS, name).inc(n)
-
-
-def staging_dir(out: str | Path, shard: int) -> Path:
-    return Path(out) / STAGING_DIR / f"shard-{shard:05d}"
-
-
-def staged_path(out: str | Path, shard: int, index: int, frames: int, failed: bool = False) -> Path:
-    suffix = "failed.json" if failed else "npz"
-    return staging_dir(out, shard) / f"ep-{index:08d}-f{frames:06d}.{suffix}"
 
 
 class ReadEpisode(beam.DoFn):
@@ -83,13 +74,17 @@ class CountPass(beam.DoFn):
 
 
 class ProcessAndStage(beam.DoFn):
-    """Point clouds + keyframes + SFT rows of one episode, staged to disk; emits (shard, descriptor)."""
+    """Point clouds + keyframes + SFT rows of one episode, staged under the output location;
+    emits (shard, descriptor)."""
 
     def __init__(self, cfg: JobConfig, default_crop, provenance: dict[str, Any]):
         self.cfg, self.default_crop, self.provenance = cfg, default_crop, provenance
+        self.out: Location | None = None
+
+    def setup(self) -> None:
+        self.out = Location(self.cfg.out)
 
     def process(self, el):
-        out = self.cfg.out
         if el.failure is None:
             try:
                 pe = process_episode(el.episode, el.labels, self.cfg, el.ref.index,
@@ -98,30 +93,34 @@ class ProcessAndStage(beam.DoFn):
                 _count(f"failures_{e.stage}")
                 el = el.fail(e.stage, e.error)
             else:
-                path = staged_path(out, el.shard, pe.index, pe.num_frames)
-                save_staged(pe, path)
+                path = layout.staged_key(el.shard, pe.index, pe.num_frames)
+                save_staged(pe, self.out, path)
                 _count("episodes_processed")
                 _count("frames_processed", pe.num_frames)
                 yield el.shard, StagedEpisode(el.shard, pe.index, pe.dataset, pe.episode_id,
                                               str(path), pe.num_frames, pe.num_points)
                 return
         failure = el.failure
-        path = staged_path(out, failure.shard, failure.index, 0, failed=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(failure.__dict__))
+        self.out.write_text(layout.staged_key(failure.shard, failure.index, 0, failed=True),
+                            json.dumps(failure.__dict__))
         yield failure.shard, failure
 
 
 class WriteShard(beam.DoFn):
-    """The one writer of a shard: zarr store, SFT records, failures table, then the commit marker."""
+    """The one writer of a shard unit: zarr store, SFT records, failures table, then the commit
+    marker listing every object with its checksum (appf.storage.commits)."""
 
     def __init__(self, cfg: JobConfig, attributes: dict[str, Any]):
         self.cfg, self.attributes = cfg, attributes
+        self.out: Location | None = None
+
+    def setup(self) -> None:
+        self.out = Location(self.cfg.out)
 
     def process(self, keyed) -> Iterable[ShardCommit]:
         shard, items = keyed
-        out = Path(self.cfg.out)
-        if commit_path(out, shard).exists():  # a retried bundle: already committed
+        out = self.out
+        if out.exists(layout.marker_key(shard)):  # a retried bundle: already committed
             return
         # A runner may deliver a duplicate of an element (retries, recomputation): keep one.
         items = sorted({(type(x).__name__, x.index): x for x in items}.values(),
@@ -129,41 +128,46 @@ class WriteShard(beam.DoFn):
         ok = [x for x in items if isinstance(x, StagedEpisode)]
         written = {x.index for x in ok}  # an attempt that succeeded wins over one that failed
         failed = [x for x in items if isinstance(x, FailedEpisode) and x.index not in written]
-        episodes = [load_staged(x.path) for x in ok]
-        rel_zarr = f"pointclouds/{shard_name(shard)}"
-        zarr_path = out / rel_zarr
-        checksum = None
-        if episodes:
-            zarr_path.parent.mkdir(parents=True, exist_ok=True)
-            attrs = {**self.attributes, "shard": shard,
-                     "episode_provenance": {e.episode_id: e.provenance for e in episodes}}
-            try:
-                write_shard(zarr_path, episodes, attrs, self.cfg.zarr_format, self.cfg.chunk_frames)
-            except FileExistsError:
-                # A concurrent attempt renamed its complete, identical shard into place first
-                # (the driver removes uncommitted shards before a run, so no stale one is here).
-                _count("duplicate_shard_attempts")
-            checksum = tree_sha256(zarr_path)
-        rel_sft = f"sft/records-{shard:05d}.parquet"
+        episodes = [load_staged(out, x.path) for x in ok]
+        objects = self._write_store(shard, episodes) if episodes else {}
         sft = pa.concat_tables([e.sft for e in episodes]) if episodes else SFT_SCHEMA.empty_table()
-        write_parquet_atomic(sft, out / rel_sft)
-        rel_fail = f"failures/failures-{shard:05d}.parquet"
-        write_parquet_atomic(failures_table(failed), out / rel_fail)
+        for key, table in ((layout.sft_key(shard), sft),
+                           (layout.failures_key(shard), failures_table(failed))):
+            data = parquet_bytes(table)
+            out.write_bytes(key, data)
+            objects[key] = object_entry(data)
         by_stage: dict[str, int] = {}
         for f in failed:
             by_stage[f.stage] = by_stage.get(f.stage, 0) + 1
+        zarr_key = layout.shard_zarr_key(shard) if episodes else None
         commit = ShardCommit(
-            shard=shard, path=rel_zarr if episodes else None, sft_path=rel_sft,
-            failures_path=rel_fail, episodes=len(episodes),
+            shard=shard, path=zarr_key, sft_path=layout.sft_key(shard),
+            failures_path=layout.failures_key(shard), episodes=len(episodes),
             frames=sum(e.num_frames for e in episodes), failures=len(failed),
             sft_records=sft.num_rows, points=sum(e.num_points for e in episodes),
-            checksum=checksum, episode_ids=[e.episode_id for e in episodes],
-            failed_episode_ids=[f.episode_id for f in failed], failures_by_stage=by_stage)
-        write_commit(out, commit)  # staging is removed by the driver after the run
+            checksum=objects_digest(objects, zarr_key + "/") if zarr_key else None,
+            episode_ids=[e.episode_id for e in episodes],
+            failed_episode_ids=[f.episode_id for f in failed], failures_by_stage=by_stage,
+            objects=objects)
+        write_marker(out, commit)  # last: the commit point; staging is removed by the driver
         _count("shards_written")
         _count("episodes_written", commit.episodes)
         _count("points_written", commit.points)
         yield commit
+
+    def _write_store(self, shard: int, episodes) -> dict[str, dict]:
+        """Write the shard's zarr store; returns its objects' entries (key -> sha256, bytes)."""
+        key = layout.shard_zarr_key(shard)
+        attrs = {**self.attributes, "shard": shard,
+                 "episode_provenance": {e.episode_id: e.provenance for e in episodes}}
+        encoded = encode_shard(episodes, attrs, self.cfg.zarr_format, self.cfg.chunk_frames)
+        try:
+            write_store_objects(self.out, key, encoded)
+        except FileExistsError:
+            # A concurrent attempt renamed its complete, identical store into place first
+            # (the driver removes uncommitted stores before a run, so no stale one is here).
+            _count("duplicate_shard_attempts")
+        return {f"{key}/{k}": object_entry(v) for k, v in sorted(encoded.items())}
 
 
 class HandlerPass(beam.DoFn):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
 
 import apache_beam as beam
@@ -21,16 +20,16 @@ from appf.pipelines.progress import ProgressMonitor, staged_counts
 from appf.pipelines.io_errors import RESUME_NOTE, OutputIOError, describe_io_error
 from appf.pipelines.job_lock import local_job_lock
 from appf.pipelines.shard_plan import PlanUpdate, read_plan, update_plan, write_plan
-from appf.pipelines.sinks.atomic import remove_stray_temps, write_text_atomic
-from appf.pipelines.sinks.commits import (
-    COMMITS_DIR, STAGING_DIR, manifest_dict, read_commits, write_manifest,
-)
+from appf.pipelines.sinks.atomic import remove_stray_temps
+from appf.pipelines.sinks.commits import manifest_dict, read_commits, write_manifest
 from appf.pipelines.sinks.dataset_card import write_dataset_card
 from appf.pipelines.sources import make_source
 from appf.schemas import SCHEMA_VERSION, AppfError, ConfigError
+from appf.storage import Location, clean_uncommitted, layout
 
-JOB_FILE = "_job.json"
-CONTROL_DIRS = (COMMITS_DIR, "sft", "failures", "pointclouds")  # where killed runs leave temps
+JOB_FILE = layout.JOB_FILE
+# where killed runs leave temps
+CONTROL_DIRS = (layout.COMMITS_DIR, layout.SFT_DIR, layout.FAILURES_DIR, layout.POINTCLOUDS_DIR)
 
 
 @dataclass
@@ -68,13 +67,14 @@ def resolve_backends(cfg: JobConfig, info) -> tuple[str, str]:
     return depth, masks
 
 
-def _read_job_file(job_file: Path, has_output: bool) -> dict | None:
+def _read_job_file(out: Location, has_output: bool) -> dict | None:
     """The recorded job, or None when there is none (or an unreadable one that nothing committed
     depends on: the leftover of a start that failed, e.g. on a full disk, before atomic writes)."""
-    if not job_file.exists():
+    job_file = out.url_of(JOB_FILE)
+    if not out.exists(JOB_FILE):
         return None
     try:
-        previous = json.loads(job_file.read_text())
+        previous = json.loads(out.read_text(JOB_FILE))
         if not isinstance(previous, dict):
             raise ValueError(f"expected a JSON object, found {type(previous).__name__}")
         return previous
@@ -86,36 +86,33 @@ def _read_job_file(job_file: Path, has_output: bool) -> dict | None:
         return None
 
 
-def _check_same_job(out: Path, cfg: JobConfig) -> None:
+def _check_same_job(out: Location, cfg: JobConfig) -> None:
     """Refuse to mix outputs of two different configs in one directory (resume safety)."""
-    job_file = out / JOB_FILE
-    previous = _read_job_file(job_file, has_output=bool(read_commits(out)))
+    previous = _read_job_file(out, has_output=bool(read_commits(out)))
     if previous is None:
-        write_text_atomic(job_file, json.dumps({"config_hash": cfg.config_hash(),
-                                                "config": cfg.output_dict()}, indent=1))
+        out.write_text(JOB_FILE, json.dumps({"config_hash": cfg.config_hash(),
+                                             "config": cfg.output_dict()}, indent=1))
     elif previous.get("config_hash") != cfg.config_hash():
         raise ConfigError(
-            f"{out} holds the output of a job with another config (hash "
+            f"{out.url} holds the output of a job with another config (hash "
             f"{previous.get('config_hash')}, this job {cfg.config_hash()}); resume needs the "
             "same config: use a new --out, or delete the directory to start over")
 
 
-def _clean_uncommitted(out: Path, committed: set[int]) -> None:
-    """Before any worker runs: drop temporaries of killed runs and shards that no commit marker
-    vouches for (an interrupted run's), so that workers may treat an existing shard as a
-    duplicate's."""
-    remove_stray_temps(out, CONTROL_DIRS)
-    pcs = out / "pointclouds"
-    for path in pcs.glob("shard-*.zarr") if pcs.is_dir() else []:
-        if int(path.name[len("shard-"):-len(".zarr")]) not in committed:
-            shutil.rmtree(path)
+def _clean_uncommitted(out: Location, committed: set[int]) -> None:
+    """Before any worker runs: drop temporaries of killed runs and the objects of shard units that
+    no commit marker vouches for (an interrupted run's), so that workers may treat an existing
+    store as a duplicate attempt's."""
+    if out.is_local:
+        remove_stray_temps(out.local_path(), CONTROL_DIRS)
+    clean_uncommitted(out, committed)
 
 
-def _plan_job(out: Path, cfg: JobConfig, source, stream: TextIO) -> PlanUpdate:
+def _plan_job(out: Location, cfg: JobConfig, source, stream: TextIO) -> PlanUpdate:
     """Extend the persisted shard plan with this run's input and write it before any work."""
     committed = set(read_commits(out))
     update = update_plan(read_plan(out), source.list_refs(), cfg.episodes_per_shard,
-                         committed, str(out))
+                         committed, out.url)
     write_plan(out, update.plan)
     if update.added and committed:
         print(f"[appf] {len(update.added)} new episode(s) planned into shard(s) "
@@ -151,7 +148,7 @@ def _shard_attributes(cfg: JobConfig, source, depth_backend: str, mask_backend: 
 
 def _run_pipeline(cfg: JobConfig, options: PipelineOptions, todo: list, source, backends,
                   attributes: dict, stream: TextIO) -> dict[str, int]:
-    out = Path(cfg.out)
+    out = Location(cfg.out)
     with ProgressMonitor(out, len(todo), staged_counts(out), cfg.progress_every_s, stream) as mon:
         p = beam.Pipeline(options=options)
         runner = str(options.view_as(StandardOptions).runner or "")
@@ -164,14 +161,14 @@ def _run_pipeline(cfg: JobConfig, options: PipelineOptions, todo: list, source, 
         return _query_counters(result)
 
 
-def _finish(out: Path, cfg: JobConfig, plan, attributes: dict) -> dict:
+def _finish(out: Location, cfg: JobConfig, plan, attributes: dict) -> dict:
     """Check that every planned shard is committed; write the manifest and the dataset card."""
     commits = read_commits(out)
     missing = sorted(set(plan.shards()) - set(commits))
     if missing:
         raise RuntimeError(f"the pipeline finished but shard(s) {missing} have no commit marker; "
                            f"re-run the same command to resume")
-    shutil.rmtree(out / STAGING_DIR, ignore_errors=True)
+    out.delete_tree(layout.STAGING_DIR)
     provenance = {k: attributes[k] for k in ("depth_backend", "mask_backend", "crop_box",
                                              "n_points", "mask_mode", "fps_method")}
     manifest = manifest_dict(cfg.output_dict(), cfg.config_hash(), [cfg.source], commits,
@@ -184,7 +181,7 @@ def _finish(out: Path, cfg: JobConfig, plan, attributes: dict) -> dict:
 def _run_locked(cfg: JobConfig, options: PipelineOptions, source, backends,
                 stream: TextIO) -> JobSummary:
     start = time.monotonic()
-    out = Path(cfg.out)
+    out = Location(cfg.out)
     _check_same_job(out, cfg)
     committed = read_commits(out)
     _clean_uncommitted(out, set(committed))
@@ -212,14 +209,17 @@ def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = No
     stream = stream or sys.stderr
     source = make_source(cfg.source, cfg.source_options)
     backends = resolve_backends(cfg, source.info)
-    out = Path(cfg.out)
+    out = Location(cfg.out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with local_job_lock(out):
+        if out.is_local:
+            out.local_path().mkdir(parents=True, exist_ok=True)
+        # Object stores get no lock yet (the lease object is separate work, see README).
+        lock = local_job_lock(out.local_path()) if out.is_local else contextlib.nullcontext()
+        with lock:
             return _run_locked(cfg, options, source, backends, stream)
     except AppfError:
         raise
     except Exception as e:
         if line := describe_io_error(e):
-            raise OutputIOError(f"the job on {out} stopped: {line}; {RESUME_NOTE}") from e
+            raise OutputIOError(f"the job on {out.url} stopped: {line}; {RESUME_NOTE}") from e
         raise

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from appf.schemas import AppfError
+from appf.storage import layout
 
-LOCK_FILE = "_lock"
+LOCK_FILE = layout.LOCK_FILE
 
 
 class JobLockedError(AppfError):

@@ -1,19 +1,19 @@
-"""The result of processing one episode, and its staging file (written by the worker that
-processed the episode, read by the one writer of its shard: only descriptors cross a shuffle)."""
+"""The result of processing one episode, and its staging object (written under the output location
+by the worker that processed the episode, read by the one writer of its shard: only descriptors
+cross a shuffle)."""
 
 from __future__ import annotations
 
 import io
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from appf.pipelines.sinks.atomic import write_bytes_atomic
 from appf.schemas import SFT_SCHEMA
+from appf.storage import Location
 
 # Per-step arrays of a processed episode, in shard order; all share the first dimension T.
 STEP_ARRAYS = (
@@ -55,7 +55,7 @@ class StagedEpisode:
     index: int
     dataset: str
     episode_id: str
-    path: str
+    path: str  # staging key, relative to the output location (appf.storage.layout.staged_key)
     frames: int
     points: int
 
@@ -71,8 +71,9 @@ class FailedEpisode:
     message: str
 
 
-def save_staged(pe: ProcessedEpisode, path: Path) -> None:
-    """Write a processed episode as one .npz (arrays + SFT rows as Arrow IPC + metadata)."""
+def save_staged(pe: ProcessedEpisode, loc: Location, key: str) -> None:
+    """Write a processed episode as one .npz object (arrays + SFT rows as Arrow IPC + metadata)
+    under the output location (local directory or object store: no shared filesystem needed)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, SFT_SCHEMA) as writer:
         writer.write_table(pe.sft)
@@ -82,11 +83,11 @@ def save_staged(pe: ProcessedEpisode, path: Path) -> None:
     np.savez(buf, **pe.arrays,
              __sft__=np.frombuffer(sink.getvalue().to_pybytes(), dtype=np.uint8),
              __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-    write_bytes_atomic(path, buf.getvalue(), durable=False)  # staging: a crash redoes it
+    loc.write_bytes(key, buf.getvalue(), durable=False)  # staging: a crash redoes it
 
 
-def load_staged(path: str | Path) -> ProcessedEpisode:
-    with np.load(path, allow_pickle=False) as z:
+def load_staged(loc: Location, key: str) -> ProcessedEpisode:
+    with np.load(io.BytesIO(loc.read_bytes(key)), allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files if not k.startswith("__")}
         meta = json.loads(z["__meta__"].tobytes())
         sft = pa.ipc.open_stream(pa.py_buffer(z["__sft__"].tobytes())).read_all()

@@ -1,33 +1,29 @@
-"""Runner-agnostic progress: a driver thread counts the staging and commit markers that the
-workers write under the output directory (works on every runner that shares the output)."""
+"""Runner-agnostic progress: a driver thread counts the staging objects and commit markers that
+the workers write under the output location (local directory or object store)."""
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import TextIO
 
-from appf.pipelines.sinks.commits import COMMITS_DIR, STAGING_DIR, read_commits
+from appf.storage import Location, layout, read_markers
+from appf.storage.layout import COMMITS_DIR
 
-_STAGED = re.compile(r"ep-\d+-f(\d+)\.(npz|failed\.json)$")
 
-
-def staged_counts(out: Path) -> tuple[int, int]:
+def staged_counts(out: str | Path | Location) -> tuple[int, int]:
     """(episodes, frames) processed so far: staged, failed, or already in committed shards."""
+    loc = out if isinstance(out, Location) else Location(out)
     episodes = frames = 0
-    staging = out / STAGING_DIR
-    commits = read_commits(out)
-    if staging.is_dir():
-        for f in staging.rglob("ep-*"):
-            if int(f.parent.name.split("-")[1]) in commits:
-                continue  # counted through its commit marker
-            m = _STAGED.search(f.name)
-            if m:
-                episodes += 1
-                frames += int(m.group(1))
+    commits = read_markers(loc)
+    for key in loc.list(layout.STAGING_DIR):
+        parsed = layout.parse_staged_key(key)
+        if parsed is None or parsed[0] in commits:
+            continue  # a temporary, or counted through its commit marker
+        episodes += 1
+        frames += parsed[2]
     for c in commits.values():
         episodes += c.episodes + c.failures
         frames += c.frames
@@ -45,9 +41,10 @@ def format_eta(seconds: float) -> str:
 class ProgressMonitor:
     """Prints `episodes a/b, frames f, rate, ETA` every `every_s` seconds until stopped."""
 
-    def __init__(self, out: Path, planned: int, already_done: tuple[int, int] = (0, 0),
-                 every_s: float = 2.0, stream: TextIO | None = None):
-        self.out, self.planned, self.every_s = Path(out), planned, every_s
+    def __init__(self, out: str | Path | Location, planned: int,
+                 already_done: tuple[int, int] = (0, 0), every_s: float = 2.0,
+                 stream: TextIO | None = None):
+        self.out, self.planned, self.every_s = out, planned, every_s
         self.base_episodes, self.base_frames = already_done
         self.stream = stream or sys.stderr
         self._stop = threading.Event()

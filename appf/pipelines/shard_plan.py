@@ -16,10 +16,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appf.pipelines.sinks.atomic import write_text_atomic
 from appf.schemas import ConfigError, EpisodeRef
+from appf.storage import Location, layout
 
-PLAN_FILE = "_plan.json"
+PLAN_FILE = layout.PLAN_FILE
 PLAN_VERSION = 1
 
 
@@ -60,17 +60,23 @@ class PlanUpdate:
     left_committed: list[str]  # planned, gone from the input, kept in a committed shard
 
 
-def plan_path(out: str | Path) -> Path:
-    return Path(out) / PLAN_FILE
+def _loc(out: str | Path | Location) -> Location:
+    return out if isinstance(out, Location) else Location(out)
 
 
-def read_plan(out: str | Path) -> ShardPlan | None:
+def plan_path(out: str | Path | Location) -> str:
+    """URL (or absolute local path) of the plan."""
+    return _loc(out).url_of(PLAN_FILE)
+
+
+def read_plan(out: str | Path | Location) -> ShardPlan | None:
     """The persisted plan, or None when the output has none yet."""
-    path = plan_path(out)
-    if not path.exists():
+    loc = _loc(out)
+    path = loc.url_of(PLAN_FILE)
+    if not loc.exists(PLAN_FILE):
         return None
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(loc.read_text(PLAN_FILE))
         return ShardPlan(int(data["episodes_per_shard"]),
                          {str(k): int(i) for i, k in data["episodes"]})
     except (ValueError, KeyError, TypeError) as e:
@@ -78,8 +84,10 @@ def read_plan(out: str | Path) -> ShardPlan | None:
                           "work starts: restore it from a backup, or start over in a new --out") from e
 
 
-def write_plan(out: str | Path, plan: ShardPlan) -> Path:
-    return write_text_atomic(plan_path(out), plan.to_json())
+def write_plan(out: str | Path | Location, plan: ShardPlan) -> str:
+    """Write the plan whole (temp + fsync + rename locally, one put remotely); returns its URL."""
+    _loc(out).write_text(PLAN_FILE, plan.to_json())
+    return plan_path(out)
 
 
 def _check_unique(refs: list[EpisodeRef]) -> None:

@@ -7,6 +7,7 @@ never touches ``data/point_cloud``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -14,27 +15,66 @@ from typing import Sequence
 import numpy as np
 import zarr
 
+from appf.storage import (
+    Location, MarkerError, StorageError, is_url, layout, marker_keys, open_group, read_markers,
+)
 from appf.training.errors import TrainingError
 
 LOW_DIM_KEYS: tuple[str, ...] = ("state", "action", "ee_pose", "gripper", "timestamp", "keyframe")
 POINT_CLOUD_KEY = "point_cloud"
 
 
-def find_shards(path: str | Path) -> list[Path]:
-    """The shard stores under ``path``: a ``*.zarr`` store, a folder of them, or a job output folder
-    (``<out>/pointclouds/*.zarr``). Temporary stores (names starting with '.') are skipped."""
-    p = Path(path)
-    if not p.exists():
-        raise TrainingError(f"shard path {p} does not exist; pass a job output folder, its "
+ShardPath = Path | str  # a local path, or the URL of a store on an object store
+
+
+def shard_label(path: ShardPath) -> str:
+    """The store's own name (shard-NNNNN.zarr), for messages and checkpoints."""
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _as_shard_path(loc: Location, key: str = "") -> ShardPath:
+    return loc.local_path(key) if loc.is_local else loc.url_of(key)
+
+
+def _committed_keys(loc: Location) -> list[str] | None:
+    """Zarr keys of committed shards: from the commit markers, else from manifest.json (a Hub
+    download carries the manifest, not the markers); None when neither exists."""
+    try:
+        if marker_keys(loc):
+            return [c.path for _, c in sorted(read_markers(loc).items()) if c.path]
+        if loc.exists(layout.MANIFEST):
+            shards = json.loads(loc.read_text(layout.MANIFEST))["shards"]
+            return [e["path"] for e in sorted(shards, key=lambda e: e["shard"]) if e["path"]]
+    except (MarkerError, ValueError, KeyError, TypeError) as e:
+        raise TrainingError(f"{loc.url}: cannot tell which shards are committed ({e}); run "
+                            f"`appf validate {loc.url}`") from e
+    return None
+
+
+def find_shards(path: str | Path) -> list[ShardPath]:
+    """The shard stores under ``path`` (local path or URL such as s3://bucket/run): a ``*.zarr``
+    store, a job output (only its committed shards, from the commit markers or the manifest), or
+    a folder of stores. Temporary stores (names starting with '.') are skipped."""
+    try:
+        loc = Location(path)
+        present = loc.exists("")
+    except (StorageError, OSError) as e:
+        raise TrainingError(f"cannot read shard location {path}: {e}") from e
+    if not present:
+        raise TrainingError(f"shard path {path} does not exist; pass a job output folder, its "
                             "pointclouds/ folder or one shard-NNNNN.zarr store")
-    if p.suffix == ".zarr":
-        return [p]
-    folder = p / "pointclouds" if (p / "pointclouds").is_dir() else p
-    shards = sorted(s for s in folder.glob("*.zarr") if not s.name.startswith("."))
+    if loc.url.endswith(".zarr"):
+        return [_as_shard_path(loc)]
+    committed = _committed_keys(loc)
+    if committed is not None:
+        return [_as_shard_path(loc, k) for k in committed]
+    folder = layout.POINTCLOUDS_DIR if loc.children(layout.POINTCLOUDS_DIR) else ""
+    shards = [k for k in loc.children(folder)
+              if k.endswith(".zarr") and not shard_label(k).startswith(".")]
     if not shards:
-        raise TrainingError(f"no *.zarr shard in {folder}; write shards with `appf reannotate` "
-                            "or point --shards at a folder holding shard-NNNNN.zarr stores")
-    return shards
+        raise TrainingError(f"no *.zarr shard in {loc.url_of(folder)}; write shards with `appf "
+                            "reannotate` or point --shards at a folder holding shard-NNNNN.zarr stores")
+    return [_as_shard_path(loc, k) for k in shards]
 
 
 @dataclass(frozen=True)
@@ -61,15 +101,15 @@ class DataSpec:
                    None if d.get("n_points") is None else int(d["n_points"]))
 
 
-def _open(path: Path) -> zarr.Group:
+def _open(path: ShardPath) -> zarr.Group:
     try:
-        return zarr.open_group(str(path), mode="r")
+        return open_group(Location(path))
     except Exception as e:  # noqa: BLE001 - any reader failure becomes one clear error
         raise TrainingError(f"cannot open shard {path} as a Zarr group (format 2 or 3): "
                             f"{type(e).__name__}: {e}") from e
 
 
-def _array(group: zarr.Group, key: str, path: Path) -> zarr.Array:
+def _array(group: zarr.Group, key: str, path: ShardPath) -> zarr.Array:
     try:
         return group[key]
     except KeyError:
@@ -84,10 +124,10 @@ class ShardSet:
     ``lowdim[key]`` holds every frame of each low-dimensional array.
     """
 
-    def __init__(self, paths: Sequence[str | Path], need_point_cloud: bool = False):
+    def __init__(self, paths: Sequence[ShardPath], need_point_cloud: bool = False):
         if not paths:
             raise TrainingError("no shards given")
-        self.paths = [Path(p) for p in paths]
+        self.paths = [p if is_url(p) else Path(p) for p in paths]
         parts: dict[str, list[np.ndarray]] = {k: [] for k in LOW_DIM_KEYS}
         starts, ends, ids = [], [], []
         self._pc_arrays: list[zarr.Array] = []
@@ -124,7 +164,7 @@ class ShardSet:
             starts.append(ep_starts + offset)
             ends.append(ep_ends + offset)
             ids.extend(str(x) for x in (ep_ids if ep_ids is not None
-                                        else [f"{path.name}#{i}" for i in range(ep_ends.size)]))
+                                        else [f"{shard_label(path)}#{i}" for i in range(ep_ends.size)]))
             offset += n
             self.frame_offsets.append(offset)
         self.lowdim = {k: np.concatenate(v, axis=0) for k, v in parts.items()}
@@ -148,7 +188,7 @@ class ShardSet:
             specs.add((state.shape[1], action.shape[1], ee.shape[1], n_points, path))
         distinct = {s[:4] for s in specs}
         if len(distinct) > 1:
-            listing = "; ".join(f"{s[4].name}: state {s[0]}, action {s[1]}, arms {s[2]}, points {s[3]}"
+            listing = "; ".join(f"{shard_label(s[4])}: state {s[0]}, action {s[1]}, arms {s[2]}, points {s[3]}"
                                 for s in sorted(specs, key=lambda s: str(s[4])))
             raise TrainingError("shards disagree on shapes (train on shards of one robot and one "
                                 f"point count): {listing}")

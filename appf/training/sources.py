@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
+from appf.storage import is_url
 from appf.training.errors import TrainingError
 
 # What each trainer needs from a published appf dataset (DESIGN §4 layout).
@@ -33,12 +34,15 @@ def looks_like_dataset_id(spec: str) -> bool:
 
 
 def resolve_dataset(spec: str | Path, patterns: Sequence[str], download: DownloadFn | None = None,
-                    cache_dir: str | Path | None = None, ignore: Sequence[str] = ()) -> Path:
-    """A local folder for ``spec``: the folder itself if it exists, else the Hub snapshot of the
-    files matching ``patterns`` and none of ``ignore``.
+                    cache_dir: str | Path | None = None, ignore: Sequence[str] = ()) -> Path | str:
+    """A local folder for ``spec``: the folder itself if it exists, an object-store URL
+    (``s3://bucket/run``, ``gs://...``; returned as is, read in place), else the Hub snapshot of
+    the files matching ``patterns`` and none of ``ignore``.
 
     ``download`` defaults to ``huggingface_hub.snapshot_download`` (tests pass a local fake with
     the same keyword interface). Offline mode is read from huggingface_hub at call time."""
+    if is_url(spec):
+        return str(spec)
     p = Path(spec)
     if p.exists():
         return p

@@ -34,7 +34,7 @@ from appf.training.metrics import MetricsLogger
 from appf.training.normalizer import Normalizer
 from appf.training.policy import ExpertPolicy
 from appf.training.sampler import StepBatchSampler
-from appf.training.shards import DataSpec, ShardSet, find_shards
+from appf.training.shards import DataSpec, ShardSet, find_shards, shard_label
 
 
 @dataclass
@@ -168,7 +168,7 @@ def train_expert(shards: str | Path, out: str | Path, cfg: ExpertConfig, init: s
         return {"config": cfg.to_dict(), "data_spec": spec.to_dict(), "normalizer": normalizer.to_dict(),
                 "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                 "optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
-                "step": step, "shards": [p.name for p in shard_set.paths],
+                "step": step, "shards": [shard_label(p) for p in shard_set.paths],
                 "init": init_ref}
 
     _say(stream, info, f"{len(dataset)} windows; steps {start} -> {cfg.steps}, batch {cfg.batch_size} "

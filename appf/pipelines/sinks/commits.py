@@ -1,61 +1,38 @@
-"""Shard commit markers and the run manifest.
-
-A shard unit is (pointclouds/shard-k.zarr, sft/records-k.parquet, failures/failures-k.parquet).
-Its marker `_commits/shard-k.json` is written last, atomically: a unit is committed exactly when
-its marker exists. Resume skips committed shards; the manifest is built from the markers.
-"""
+"""The run manifest, built from the commit markers (which `appf.storage.commits` owns)."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from appf import __version__
-from appf.pipelines.sinks.atomic import write_text_atomic
 from appf.schemas import MANIFEST_SHARD_SCHEMA, SCHEMA_VERSION
+from appf.storage import Location, ShardCommit, layout, read_markers, write_marker
+from appf.storage.layout import COMMITS_DIR, STAGING_DIR
 
-COMMITS_DIR = "_commits"
-STAGING_DIR = "_staging"
-
-
-@dataclass
-class ShardCommit:
-    shard: int
-    path: str | None  # relative to the output dir; None when every episode of the shard failed
-    sft_path: str
-    failures_path: str
-    episodes: int
-    frames: int
-    failures: int
-    sft_records: int
-    points: int
-    checksum: str | None
-    episode_ids: list[str] = field(default_factory=list)
-    failed_episode_ids: list[str] = field(default_factory=list)
-    failures_by_stage: dict[str, int] = field(default_factory=dict)
+__all__ = ["COMMITS_DIR", "STAGING_DIR", "ShardCommit", "commit_path", "manifest_dict",
+           "read_commits", "write_commit", "write_manifest"]
 
 
-def commit_path(out: str | Path, shard: int) -> Path:
-    return Path(out) / COMMITS_DIR / f"shard-{shard:05d}.json"
+def _loc(out: str | Path | Location) -> Location:
+    return out if isinstance(out, Location) else Location(out)
 
 
-def write_commit(out: str | Path, commit: ShardCommit) -> None:
-    write_text_atomic(commit_path(out, commit.shard),
-                      json.dumps(asdict(commit), indent=1, sort_keys=True))
+def commit_path(out: str | Path | Location, shard: int) -> str:
+    """URL (or absolute local path) of shard `shard`'s commit marker."""
+    return _loc(out).url_of(layout.marker_key(shard))
 
 
-def read_commits(out: str | Path) -> dict[int, ShardCommit]:
-    d = Path(out) / COMMITS_DIR
-    commits = {}
-    for f in sorted(d.glob("shard-*.json")) if d.is_dir() else []:
-        c = ShardCommit(**json.loads(f.read_text()))
-        commits[c.shard] = c
-    return commits
+def write_commit(out: str | Path | Location, commit: ShardCommit) -> None:
+    write_marker(_loc(out), commit)
+
+
+def read_commits(out: str | Path | Location) -> dict[int, ShardCommit]:
+    return read_markers(_loc(out))
 
 
 def manifest_dict(config: dict[str, Any], config_hash: str, sources: list[str],
@@ -92,5 +69,8 @@ def manifest_dict(config: dict[str, Any], config_hash: str, sources: list[str],
     }
 
 
-def write_manifest(out: str | Path, manifest: dict[str, Any]) -> Path:
-    return write_text_atomic(Path(out) / "manifest.json", json.dumps(manifest, indent=2))
+def write_manifest(out: str | Path | Location, manifest: dict[str, Any]) -> str:
+    """Write manifest.json whole; returns its URL (or absolute local path)."""
+    loc = _loc(out)
+    loc.write_text(layout.MANIFEST, json.dumps(manifest, indent=2, sort_keys=False))
+    return loc.url_of(layout.MANIFEST)

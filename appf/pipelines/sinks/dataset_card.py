@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from appf.pipelines.sinks.atomic import write_text_atomic
+from appf.storage import Location, layout
 
 _CARD = """---
 license: other
@@ -53,7 +53,8 @@ Written by appf {code_version} (schema {schema_version}), config hash `{config_h
 """
 
 
-def write_dataset_card(out: str | Path, manifest: dict[str, Any]) -> Path:
+def write_dataset_card(out: str | Path | Location, manifest: dict[str, Any]) -> str:
+    """Write `<out>/README.md`; returns its URL (or absolute local path)."""
     c, prov = manifest["counts"], manifest["provenance"]
     text = _CARD.format(
         sources=", ".join(manifest["sources"]), code_version=manifest["code_version"],
@@ -63,4 +64,6 @@ def write_dataset_card(out: str | Path, manifest: dict[str, Any]) -> Path:
         depth_backend=prov["depth_backend"], mask_backend=prov["mask_backend"],
         crop_box=prov["crop_box"], n_points=prov["n_points"],
         zarr_format=manifest["config"]["zarr_format"])
-    return write_text_atomic(Path(out) / "README.md", text)
+    loc = out if isinstance(out, Location) else Location(out)
+    loc.write_text(layout.CARD, text)
+    return loc.url_of(layout.CARD)

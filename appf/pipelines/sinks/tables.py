@@ -1,7 +1,8 @@
-"""Parquet tables written whole, by temp file + rename."""
+"""Parquet tables written whole: encoded in memory, then temp file + rename (or one put)."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -24,6 +25,13 @@ def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """The Parquet file of `table` (zstd), as written by `write_parquet_atomic`."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
 
 
 def failures_table(failures: list[FailedEpisode]) -> pa.Table:

@@ -1,14 +1,12 @@
 """Whole-shard Zarr writes in the diffusion_policy / DP3 replay-buffer layout (DESIGN §4).
 
-One writer per shard: the shard is written into a temporary directory next to its final path
-and renamed into place, so a shard path either does not exist or holds a complete shard.
+One writer per shard: the store is encoded in memory (`encode_shard`), then written whole through
+`appf.storage` (locally a temporary directory renamed into place; on object stores one put per
+object, committed by the marker written after).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,10 +16,8 @@ from numcodecs import Blosc
 from zarr.codecs import BloscCodec
 
 from appf.pipelines.processed import STEP_ARRAYS, ProcessedEpisode
-
-
-def shard_name(shard: int) -> str:
-    return f"shard-{shard:05d}.zarr"
+from appf.storage import Location, encode_store, open_group, write_store_objects
+from appf.storage.layout import shard_name  # noqa: F401 - re-exported for callers
 
 
 def _compressor(zarr_format: int):
@@ -49,35 +45,40 @@ def _write_array(group: zarr.Group, name: str, data: np.ndarray, zarr_format: in
         arr[...] = data
 
 
+def _build_replay_buffer(root: zarr.Group, episodes: Sequence[ProcessedEpisode],
+                         attributes: dict[str, Any], zarr_format: int, chunk_frames: int) -> None:
+    data = root.create_group("data")
+    meta = root.create_group("meta")
+    for key in STEP_ARRAYS:
+        parts = [ep.arrays[key] for ep in episodes]
+        _write_array(data, key, np.concatenate(parts, axis=0), zarr_format, chunk_frames)
+    ends = np.cumsum([ep.num_frames for ep in episodes]).astype(np.int64)
+    _write_array(meta, "episode_ends", ends, zarr_format, chunk_frames=max(1, len(ends)))
+    ids = np.array([ep.episode_id for ep in episodes], dtype=object)
+    _write_array(meta, "episode_ids", ids, zarr_format, chunk_frames=max(1, len(ids)))
+    root.attrs.update(attributes)
+
+
+def encode_shard(episodes: Sequence[ProcessedEpisode], attributes: dict[str, Any],
+                 zarr_format: int = 3, chunk_frames: int = 100) -> dict[str, bytes]:
+    """`episodes` (in the given order) as the objects of one replay-buffer store (key -> bytes)."""
+    return encode_store(
+        lambda root: _build_replay_buffer(root, episodes, attributes, zarr_format, chunk_frames),
+        zarr_format)
+
+
 def write_shard(final_path: str | Path, episodes: Sequence[ProcessedEpisode],
                 attributes: dict[str, Any], zarr_format: int = 3, chunk_frames: int = 100) -> Path:
-    """Write `episodes` (in the given order) as one replay-buffer store at `final_path`.
+    """Write `episodes` as one replay-buffer store at the local path `final_path`.
 
-    Raises FileExistsError when the shard already exists (another attempt committed it).
-    """
+    Raises FileExistsError when the shard already exists (another attempt committed it)."""
     final_path = Path(final_path)
-    if final_path.exists():
-        raise FileExistsError(f"shard {final_path} already exists")
-    tmp = final_path.with_name(f".{final_path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        root = zarr.open_group(str(tmp), mode="w", zarr_format=zarr_format)
-        data = root.create_group("data")
-        meta = root.create_group("meta")
-        for key in STEP_ARRAYS:
-            parts = [ep.arrays[key] for ep in episodes]
-            _write_array(data, key, np.concatenate(parts, axis=0), zarr_format, chunk_frames)
-        ends = np.cumsum([ep.num_frames for ep in episodes]).astype(np.int64)
-        _write_array(meta, "episode_ends", ends, zarr_format, chunk_frames=max(1, len(ends)))
-        ids = np.array([ep.episode_id for ep in episodes], dtype=object)
-        _write_array(meta, "episode_ids", ids, zarr_format, chunk_frames=max(1, len(ids)))
-        root.attrs.update(attributes)
-        os.rename(tmp, final_path)  # the commit point of the store; fails if it exists
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_store_objects(Location(final_path.parent), final_path.name,
+                        encode_shard(episodes, attributes, zarr_format, chunk_frames))
     return final_path
 
 
 def open_shard(path: str | Path) -> zarr.Group:
-    """Open a shard read-only (format 2 or 3)."""
-    return zarr.open_group(str(path), mode="r")
+    """Open a shard read-only (format 2 or 3): a local path or a URL."""
+    loc = Location(path)
+    return open_group(loc)
