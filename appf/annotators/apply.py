@@ -53,15 +53,26 @@ def annotate_episode_depth(ep: Episode, annotator: DepthAnnotator, batch_frames:
     return dataclasses.replace(ep, cameras=cameras)
 
 
+def mask_batch(ep: Episode, name: str) -> MaskBatch:
+    """Camera `name` of `ep` as one MaskBatch: every frame, with what prompt-based maskers use
+    (instruction, K, per-step T_base_cam, joint positions) where the episode has it."""
+    cam = ep.cameras[name]
+    T = ep.num_steps
+    joints = np.asarray(ep.steps.joint_positions, np.float64)
+    return MaskBatch(
+        rgb=materialize(cam.rgb),
+        segmentation=materialize(cam.segmentation),
+        segments=cam.segments,
+        where=f"{ep.key} camera {name!r}",
+        instruction=ep.language_instruction,
+        K=None if cam.intrinsics is None else np.asarray(cam.intrinsics, np.float64),
+        T_base_cam=(None if cam.T_base_cam is None
+                    else np.stack([cam.T_base_cam_at(t) for t in range(T)])),
+        joint_positions=joints if joints.size else None,
+    )
+
+
 def annotate_episode_masks(ep: Episode, masker: Masker) -> dict[str, np.ndarray]:
-    """Per-camera labels (T, H, W) uint8 (robot / task object / background)."""
-    out = {}
-    for name, cam in ep.cameras.items():
-        batch = MaskBatch(
-            rgb=materialize(cam.rgb),
-            segmentation=materialize(cam.segmentation),
-            segments=cam.segments,
-            where=f"{ep.key} camera {name!r}",
-        )
-        out[name] = masker.masks(batch).labels
-    return out
+    """Per-camera labels (T, H, W) uint8 (robot / task object / background), each camera's
+    frames in one batch (trackers need the whole episode)."""
+    return {name: masker.masks(mask_batch(ep, name)).labels for name in ep.cameras}

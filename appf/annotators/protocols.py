@@ -58,19 +58,27 @@ class DepthAnnotator(Protocol):
 @dataclass
 class MaskBatch:
     """A camera's frames in time order. segmentation (B, H, W) int ids with their table, when
-    the source has them (simulators)."""
+    the source has them (simulators). For learned and kinematic maskers: the episode's
+    instruction (task-object nouns), K (3, 3) pixels, T_base_cam (B, 4, 4) camera to base, and
+    joint_positions (B, J) radians (None where the source has none)."""
 
     rgb: np.ndarray
     segmentation: np.ndarray | None = None
     segments: tuple[Segment, ...] = ()
     where: str = ""
+    instruction: str = ""
+    K: np.ndarray | None = None
+    T_base_cam: np.ndarray | None = None
+    joint_positions: np.ndarray | None = None
 
 
 @dataclass
 class MaskResult:
-    """labels (B, H, W) uint8 with LABEL_BACKGROUND / LABEL_ROBOT / LABEL_TASK_OBJECT."""
+    """labels (B, H, W) uint8 with LABEL_BACKGROUND / LABEL_ROBOT / LABEL_TASK_OBJECT;
+    confidence (B,) in [0, 1] per frame (None: exact, e.g. ground truth)."""
 
     labels: np.ndarray
+    confidence: np.ndarray | None = None
 
 
 @runtime_checkable

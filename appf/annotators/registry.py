@@ -12,6 +12,9 @@ from appf.annotators.depth.promptda import PromptDepthAnythingDepth
 from appf.annotators.depth.sensor_fill import SensorDepthCompletion
 from appf.annotators.depth.sgbm import SgbmStereoDepth
 from appf.annotators.masks.ground_truth import GroundTruthMasker
+from appf.annotators.masks.prompted import PromptedVideoMasker
+from appf.annotators.masks.roboengine import RoboEngineSegmenter
+from appf.annotators.masks.sam2 import Sam2VideoRefiner
 from appf.annotators.protocols import DepthAnnotator, Masker
 from appf.schemas import ConfigError
 
@@ -29,8 +32,20 @@ DEPTH_BACKENDS: dict[str, Callable[[], DepthAnnotator]] = {
     "moge2_vits": partial(MoGe2Depth, weights="moge-2-vits-normal"),
 }
 
+def _prompted(name: str, roboengine: bool = True, sam2: str | None = "sam2.1-hiera-large"):
+    def build() -> PromptedVideoMasker:
+        return PromptedVideoMasker(
+            name, segmenter=RoboEngineSegmenter() if roboengine else None,
+            refiner=Sam2VideoRefiner(sam2) if sam2 else None)
+    return build
+
+
 MASK_BACKENDS: dict[str, Callable[[], Masker]] = {
-    "ground_truth": GroundTruthMasker,
+    "ground_truth": GroundTruthMasker,  # simulators' segmentation ids
+    # real data; code, weights and optional packages: appf.annotators.masks.*, `appf models list`
+    "roboengine": _prompted("roboengine", sam2=None),  # per-frame masks + tracking
+    "roboengine+sam2": _prompted("roboengine+sam2"),  # + SAM 2.1 Hiera-L refinement
+    "roboengine+sam2_tiny": _prompted("roboengine+sam2_tiny", sam2="sam2.1-hiera-tiny"),
 }
 
 
@@ -38,6 +53,13 @@ def make_depth_annotator(name: str) -> DepthAnnotator:
     if name not in DEPTH_BACKENDS:
         raise ConfigError(f"unknown depth backend {name!r}; available: {sorted(DEPTH_BACKENDS)}")
     return DEPTH_BACKENDS[name]()
+
+
+def mask_backend_unavailable(name: str) -> str | None:
+    """Why backend `name` cannot load here (missing code or weights), without loading it."""
+    masker = make_masker(name)
+    check = getattr(masker, "unavailable_reason", None)
+    return check() if check else None
 
 
 def make_masker(name: str) -> Masker:

@@ -78,6 +78,27 @@ WEIGHTS: dict[str, WeightSpec] = {
         "moge-2-vits-normal", "Ruicheng/moge-2-vits-normal",
         "679230677b4d282c6f304189a93e98e14f085902", ("model.pt",),
         "MoGe-2 ViT-S with normal head, 35M params", "MIT code; weights licence per the model page"),
+    # SAM 2.1 (transformers Sam2VideoModel; the Hub repos carry config.json + model.safetensors).
+    # Revisions: the commits other public projects pin for these repos (not re-checked against
+    # the Hub from here: no Hub access on the build machine).
+    "sam2.1-hiera-tiny": WeightSpec(
+        "sam2.1-hiera-tiny", "facebook/sam2.1-hiera-tiny",
+        "de431c4043854a71d8101e17995dfe596bf101a5", ("config.json", "model.safetensors"),
+        "SAM 2.1 Hiera-T video segmentation (mask refinement), 39M params", "Apache-2.0"),
+    "sam2.1-hiera-large": WeightSpec(
+        "sam2.1-hiera-large", "facebook/sam2.1-hiera-large",
+        "665f8e2ad61cf5f53d65644ff27c8ee525124610", ("config.json", "model.safetensors"),
+        "SAM 2.1 Hiera-L video segmentation (mask refinement), 224M params, 0.9 GB", "Apache-2.0"),
+    # RoboEngine (no package): EvfSam2Model.from_pretrained directories, used with the code
+    # checkout in $APPF_ROBOENGINE_CODE. Not pinned: fetch with --revision.
+    "roboengine-sam": WeightSpec(
+        "roboengine-sam", "michaelyuanqwq/roboengine-sam", None, ("config.json",),
+        "RoboEngine robot segmentation (EVF-SAM2 fine-tune, text prompt 'robot'), ~3 GB fp16",
+        "MIT code; weights licence per the model page"),
+    "evf-sam2-multitask": WeightSpec(
+        "evf-sam2-multitask", "YxZhang/evf-sam2-multitask", None, ("config.json",),
+        "EVF-SAM2 multitask: RoboEngine's tokenizer and its task-object segmentation "
+        "('[semantic] <noun>' prompts)", "Apache-2.0 per the EVF-SAM repository"),
     "foundation-stereo-vitl": WeightSpec(
         "foundation-stereo-vitl", None, None, ("cfg.yaml", "model_best_bp2.pth"),
         "FoundationStereo ViT-L (folder 23-51-11), 375M params", "NVIDIA research-only",

@@ -260,7 +260,21 @@ def _models_list(args: argparse.Namespace) -> int:
                   else "manual (not on the Hub)")
         print(f"{name:<24} {source}\n{'':<24} {spec.description}; licence: {spec.licence}\n"
               f"{'':<24} local: {where}; override: {spec.env_var}=<dir>")
+    _print_code_checkouts()
     return 0
+
+
+def _print_code_checkouts() -> None:
+    """Source checkouts some backends need besides weights (no installable package)."""
+    import os
+
+    from appf.annotators.masks.roboengine import CODE_ENV, unavailable_reason
+
+    code = os.environ.get(CODE_ENV)
+    state = "ready" if not unavailable_reason() else ("weights or checkout missing" if code
+                                                      else "not set")
+    print(f"{'roboengine (code)':<24} github.com/michaelyuancb/roboengine checkout for the "
+          f"roboengine mask backends\n{'':<24} {CODE_ENV}={code or '<unset>'}: {state}")
 
 
 def _models_fetch(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from appf import __version__
+from appf.annotators.registry import mask_backend_unavailable
 from appf.pipelines.config import JobConfig
 from appf.pipelines.graph import NS, build_pipeline
 from appf.pipelines.progress import ProgressMonitor, staged_counts
@@ -45,6 +46,7 @@ class JobSummary:
     shards: int
     seconds: float
     metrics: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # one line each, e.g. how to enable masks
 
     def text(self) -> str:
         fails = ", ".join(f"{k}: {v}" for k, v in sorted(self.failures_by_stage.items())) or "none"
@@ -55,12 +57,25 @@ class JobSummary:
             f"{self.points} points, {self.sft_records} SFT records, {self.shards} shards; "
             f"failures {self.failures} ({fails}); {self.seconds:.1f} s ({rate:.1f} frames/s overall)"
         ) + (f"\nbeam metrics: {metrics}" if (metrics := ", ".join(
-            f"{k}={v}" for k, v in sorted(self.metrics.items()))) else "")
+            f"{k}={v}" for k, v in sorted(self.metrics.items()))) else "") + "".join(
+            f"\n{note}" for note in self.notes)
 
 
-def resolve_backends(cfg: JobConfig, info) -> tuple[str, str]:
+def resolve_backends(cfg: JobConfig, info, notes: list[str] | None = None) -> tuple[str, str]:
+    """(depth, masks) backends. A learned mask backend whose code or weights are missing here
+    fails the job up front when asked for by name (or when mask_mode needs it); as the source's
+    default (masks auto) it turns masks off and appends one line on how to enable them to
+    `notes` (printed with the summary)."""
     depth = info.default_depth if cfg.depth == "auto" else cfg.depth
     masks = info.default_masks if cfg.masks == "auto" else cfg.masks
+    reason = mask_backend_unavailable(masks) if masks != "none" else None
+    if reason and (cfg.masks != "auto" or cfg.mask_mode != "none"):
+        raise ConfigError(f"mask backend {masks!r} cannot run here: {reason}")
+    if reason:
+        if notes is not None:
+            notes.append(f"masks off: {cfg.source!r}'s default mask backend {masks!r} is not "
+                         f"configured here; to enable masks: {reason}")
+        masks = "none"
     if cfg.mask_mode != "none" and masks == "none":
         raise ConfigError(f"mask_mode {cfg.mask_mode!r} needs a mask backend; source "
                           f"{cfg.source!r} has none by default, pass --masks")
@@ -208,7 +223,8 @@ def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = No
     """
     stream = stream or sys.stderr
     source = make_source(cfg.source, cfg.source_options)
-    backends = resolve_backends(cfg, source.info)
+    notes: list[str] = []
+    backends = resolve_backends(cfg, source.info, notes)
     out = Location(cfg.out)
     try:
         if out.is_local:
@@ -216,7 +232,9 @@ def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = No
         # Object stores get no lock yet (the lease object is separate work, see README).
         lock = local_job_lock(out.local_path()) if out.is_local else contextlib.nullcontext()
         with lock:
-            return _run_locked(cfg, options, source, backends, stream)
+            summary = _run_locked(cfg, options, source, backends, stream)
+            summary.notes.extend(notes)
+            return summary
     except AppfError:
         raise
     except Exception as e:

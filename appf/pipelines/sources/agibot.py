@@ -67,7 +67,7 @@ class AgiBotSource:
         description="AgiBot World Alpha/Beta (untarred): head RGB-D (uint16 mm depth) + hand "
                     "cameras, per-frame camera-to-base extrinsics, dual-arm proprio, 30 Hz",
         stereo=False, sensor_depth=True, ground_truth_depth=False, segmentation=False,
-        calibration=True, arms="2", default_depth="promptda", default_masks="none",
+        calibration=True, arms="2", default_depth="promptda", default_masks="roboengine+sam2",
         default_crop=((0.2, -0.7, -0.2), (1.2, 0.7, 1.5)),
     )
 

@@ -98,7 +98,7 @@ class BridgeRawSource:
         description="BridgeData V2 raw (images0..3 JPEG, obs_dict/policy_out pickles, lang.txt, "
                     "optional D435 depth); no calibration (K estimated downstream), 5 Hz",
         stereo=False, sensor_depth=True, ground_truth_depth=False, segmentation=False,
-        calibration=False, arms="1", default_depth="moge2", default_masks="none",
+        calibration=False, arms="1", default_depth="moge2", default_masks="roboengine+sam2",
         default_crop=None,
     )
 

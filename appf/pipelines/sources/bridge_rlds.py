@@ -102,7 +102,7 @@ class BridgeRldsSource:
         description="BridgeData V2 RLDS/TFDS (rail bridge_dataset 256x256 x4 views, or the OXE "
                     "bridge copy 480x640 x1): no depth, no calibration (K estimated downstream), 5 Hz",
         stereo=False, sensor_depth=False, ground_truth_depth=False, segmentation=False,
-        calibration=False, arms="1", default_depth="moge2", default_masks="none",
+        calibration=False, arms="1", default_depth="moge2", default_masks="roboengine+sam2",
         default_crop=None,
     )
 

@@ -64,7 +64,7 @@ class DroidRawSource:
         description="DROID raw release: trajectory.h5 + side-by-side stereo MP4 (rectified "
                     "left/right, K and baseline from post-hoc calibration or config), 15 Hz",
         stereo=True, sensor_depth=False, ground_truth_depth=False, segmentation=False,
-        calibration=True, arms="1", default_depth="foundation_stereo", default_masks="none",
+        calibration=True, arms="1", default_depth="foundation_stereo", default_masks="roboengine+sam2",
         default_crop=((0.2, -0.6, -0.1), (1.0, 0.6, 0.7)),
     )
 
