@@ -14,18 +14,23 @@ from appf.pipelines.sources import make_source
 from appf.pipelines.sources._lerobot_io import DatasetFiles
 from appf.schemas import SourceError
 from appf.schemas.validation import validate_episode
-from tests.fixtures_lerobot import CAMERAS, EPISODES, FPS, requires_lerobot, write_v21, write_v30
+from fixtures_lerobot import CAMERAS, EPISODES, FPS, requires_lerobot, write_v21, write_v30
 
-# AV1 at LeRobot's CRF 30 is lossy: a frame must be close to its original and farther from every
-# other frame of the episode (index alignment).
+# AV1 at LeRobot's CRF 30 is lossy: a frame must be close to its original (mean absolute error in
+# 8-bit levels; the synthetic scenes' textures cost more than the smooth fixtures) and closer to it
+# than to any other frame of the episode (index alignment).
 MAX_MEAN_ABS_ERR = 4.0
 
 
-def assert_frames_match(decoded: np.ndarray, original: np.ndarray) -> None:
+def assert_frames_match(decoded: np.ndarray, original: np.ndarray, max_err: float = MAX_MEAN_ABS_ERR) -> None:
     assert decoded.shape == original.shape
     err = np.abs(decoded.astype(np.float64)[:, None] - original.astype(np.float64)[None]).mean(axis=(2, 3, 4))
-    assert np.all(np.diag(err) < MAX_MEAN_ABS_ERR), np.diag(err)
-    assert np.array_equal(err.argmin(axis=1), np.arange(len(original)))
+    assert np.all(np.diag(err) < max_err), np.diag(err)
+    best = err.argmin(axis=1)
+    o = original.astype(np.float64)
+    # frame t decodes closest to original t, or to an original that is the same picture (a pause)
+    same = [np.abs(o[b] - o[t]).mean() < 1.0 for t, b in enumerate(best)]
+    assert all(same), (best, same)
 
 
 def check_droid_episode(src, ref, arrays, task: str) -> None:

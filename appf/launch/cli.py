@@ -76,7 +76,8 @@ def _sources(args: argparse.Namespace) -> int:
 
 
 # Modules that add their own subcommands through `register(subparsers)`.
-_PLUGIN_COMMANDS: tuple[str, ...] = ("appf.launch.depth_cli", "appf.launch.train_cli")
+_PLUGIN_COMMANDS: tuple[str, ...] = ("appf.launch.depth_cli", "appf.launch.train_cli",
+                                     "appf.launch.export_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ CRF 30, frame i at pts i / fps: LeRobot's own defaults, so LeRobot seeks them as
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,17 +28,19 @@ DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 INDEX_FEATURES = {"timestamp": "float32", "frame_index": "int64", "episode_index": "int64",
                   "index": "int64", "task_index": "int64"}
-VIDEO_OPTIONS = {"g": "2", "crf": "30", "preset": "12"}
+VIDEO_OPTIONS = {"g": "2", "preset": "12"}
+DEFAULT_CRF = 30  # LeRobot's default; lower is closer to the source frames and larger
 
 
-def encode_video(frames: np.ndarray, path: Path, fps: int, codec: str = "libsvtav1") -> None:
-    """(T, H, W, 3) RGB uint8 -> MP4, frame i at pts i (time base 1 / fps)."""
+def encode_video(frames: np.ndarray, path: Path, fps: int, crf: int = DEFAULT_CRF) -> None:
+    """(T, H, W, 3) RGB uint8 -> AV1 MP4, frame i at pts i (time base 1 / fps)."""
     import av
     from fractions import Fraction
 
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole config at info level
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=int(fps), options=dict(VIDEO_OPTIONS) if codec == "libsvtav1" else {})
+        s = c.add_stream("libsvtav1", rate=int(fps), options={**VIDEO_OPTIONS, "crf": str(int(crf))})
         s.width, s.height, s.pix_fmt = int(frames.shape[2]), int(frames.shape[1]), "yuv420p"
         s.time_base = Fraction(1, int(fps))
         for i, rgb in enumerate(frames):
@@ -82,6 +85,7 @@ class LeRobotV3Writer:
     fps: int
     features: dict[str, dict[str, Any]]
     robot_type: str = "unknown"
+    crf: int = DEFAULT_CRF
     _episodes: list[dict[str, Any]] = field(default_factory=list)
     _tasks: dict[str, int] = field(default_factory=dict)
     _stats: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -107,7 +111,7 @@ class LeRobotV3Writer:
                 raise ValueError(f"episode {e}: feature {key} has {len(a)} frames, expected {T}")
             if spec["dtype"] == "video":
                 encode_video(a, self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file),
-                             self.fps)
+                             self.fps, self.crf)
                 row.update({f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file,
                             f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": T / self.fps})
                 self._add_stats(key, a[::max(1, T // 10)].astype(np.float32).transpose(0, 3, 1, 2) / 255.0,
@@ -137,9 +141,7 @@ class LeRobotV3Writer:
         for row in self._episodes:
             row["meta/episodes/chunk_index"], row["meta/episodes/file_index"] = 0, 0
         pq.write_table(pa.Table.from_pylist(self._episodes), meta / "episodes" / "chunk-000" / "file-000.parquet")
-        tasks = sorted(self._tasks.items(), key=lambda kv: kv[1])
-        pq.write_table(pa.table({"task_index": pa.array([i for _, i in tasks], pa.int64()),
-                                 "task": pa.array([t for t, _ in tasks], pa.string())}), meta / "tasks.parquet")
+        pq.write_table(tasks_table(self._tasks), meta / "tasks.parquet")
         (meta / "stats.json").write_text(json.dumps(self._stats, indent=1))
         (meta / "info.json").write_text(json.dumps(self.info(), indent=4))
 
@@ -152,6 +154,25 @@ class LeRobotV3Writer:
                 "video_path": VIDEO_PATH if any(f["dtype"] == "video" for f in self.features.values()) else None,
                 "features": {**self.features, **{k: {"dtype": d, "shape": [1], "names": None}
                                                  for k, d in INDEX_FEATURES.items()}}}
+
+
+def tasks_table(tasks: dict[str, int]) -> pa.Table:
+    """meta/tasks.parquet: `task_index` with the task text as the pandas index (LeRobot reads it with
+    pandas.read_parquet and takes a row's index as its task), stored as pandas' own parquet
+    metadata describes an index column (written without pandas, which appf does not need)."""
+    rows = sorted(tasks.items(), key=lambda kv: kv[1])
+    table = pa.table({"task_index": pa.array([i for _, i in rows], pa.int64()),
+                      "task": pa.array([t for t, _ in rows], pa.string())})
+    pandas_meta = {
+        "index_columns": ["task"],
+        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
+                            "metadata": {"encoding": "UTF-8"}}],
+        "columns": [{"name": "task_index", "field_name": "task_index", "pandas_type": "int64",
+                     "numpy_type": "int64", "metadata": None},
+                    {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object",
+                     "metadata": None}],
+        "attributes": {}, "creator": {"library": "appf", "version": "0"}, "pandas_version": "2.3.3"}
+    return table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
 
 
 def _numeric_array(a: np.ndarray, spec: dict[str, Any]) -> pa.Array:
