@@ -25,11 +25,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from appf.pipelines.sinks.commits import read_commits
 from appf.pipelines.sinks.lerobot_v3 import DEFAULT_CRF, LeRobotV3Writer, video_feature
-from appf.pipelines.sinks.zarr_shards import open_shard
 from appf.pipelines.sources import make_source
 from appf.schemas import AppfError, Episode, EpisodeRef, materialize
+from appf.storage import Location, open_group, read_markers
 
 STATE_NAMES = ("x", "y", "z", "qx", "qy", "qz", "qw", "gripper")
 
@@ -38,12 +37,12 @@ class ExportError(AppfError):
     """The run cannot be exported as asked; says why and what to do."""
 
 
-def shard_episodes(out: Path, with_points: bool) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+def shard_episodes(out: Location, with_points: bool) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     """(episode id, per-step arrays) of every committed shard, in shard and episode order."""
-    for commit in sorted(read_commits(out).values(), key=lambda c: c.shard):
+    for _, commit in sorted(read_markers(out).items()):
         if commit.path is None:  # every episode of the shard failed
             continue
-        g = open_shard(out / commit.path)
+        g = open_group(out, commit.path)
         ends = np.asarray(g["meta/episode_ends"][:])
         ids = [str(i) for i in g["meta/episode_ids"][:]]
         keys = ["state", "action"] + (["point_cloud"] if with_points else [])
@@ -52,12 +51,11 @@ def shard_episodes(out: Path, with_points: bool) -> Iterator[tuple[str, dict[str
             yield ids[i], {k: np.asarray(a[int(start):int(stop)]) for k, a in data.items()}
 
 
-def _source_refs(out: Path, overrides: dict[str, Any]) -> tuple[Any, dict[str, EpisodeRef]]:
-    manifest_path = out / "manifest.json"
-    if not manifest_path.is_file():
-        raise ExportError(f"{manifest_path} missing: export reads a finished run (re-run `appf reannotate` "
-                          "with the same arguments to finish it)")
-    cfg = json.loads(manifest_path.read_text())["config"]
+def _source_refs(out: Location, overrides: dict[str, Any]) -> tuple[Any, dict[str, EpisodeRef]]:
+    if not out.exists("manifest.json"):
+        raise ExportError(f"{out.url_of('manifest.json')} missing: export reads a finished run (re-run "
+                          "`appf reannotate` with the same arguments to finish it)")
+    cfg = json.loads(out.read_text("manifest.json"))["config"]
     options = {**(cfg.get("source_options") or {}), **overrides}
     source = make_source(cfg["source"], options)
     return source, {r.episode_id: r for r in source.list_refs()}
@@ -107,9 +105,10 @@ def _fps(ep: Episode) -> int:
 def export_lerobot(out: str | Path, to: str | Path, cameras: list[str] | None = None,
                    point_clouds: bool = True, source_overrides: dict[str, Any] | None = None,
                    crf: int = DEFAULT_CRF) -> dict[str, int]:
-    """Write the run at `out` as a LeRobot v3.0 dataset at `to`; returns counts. `source_overrides`
-    replace source options of the run's config (e.g. {"input": new path} when the data moved)."""
-    out, to = Path(out), Path(to)
+    """Write the run at `out` (local path or URL) as a LeRobot v3.0 dataset at local folder `to`;
+    returns counts. `source_overrides` replace source options of the run's config (e.g. {"input":
+    new path} when the data moved)."""
+    out, to = Location(out), Path(to)
     source, refs = _source_refs(out, source_overrides or {})
     writer: LeRobotV3Writer | None = None
     for eid, arrays in shard_episodes(out, point_clouds):
