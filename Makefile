@@ -38,7 +38,17 @@ $(LEROBOT_VENV)/.installed: Makefile
 		torchcodec==0.13.0
 	touch $@
 
-setup: $(VENV)/.installed $(LEROBOT_VENV)/.installed
+# DP3's zarr pin (2.12.0) in its own venv: its numcodecs is built against numpy 1.x, which clashes
+# with the main env's numpy 2. numcodecs 0.10.2 (diffusion_policy's pin) has no Python 3.11 wheel
+# and does not build; 0.11.0 is the oldest with one. The tests drive it through a subprocess.
+DP3_VENV ?= .venv-dp3
+$(DP3_VENV)/.installed: Makefile
+	python3 -m venv $(DP3_VENV)
+	$(DP3_VENV)/bin/python -m pip install -q --only-binary=:all: zarr==2.12.0 numcodecs==0.11.0 \
+		numpy==1.26.4 asciitree==1.0.0 fasteners==0.20 entrypoints==0.4.2
+	touch $@
+
+setup: $(VENV)/.installed $(LEROBOT_VENV)/.installed $(DP3_VENV)/.installed
 
 demo: setup
 	$(VENV)/bin/appf reannotate --source synthetic --episodes $(EPISODES) --out $(OUT)

@@ -25,6 +25,8 @@ def summary_text(out: str | Path) -> str:
         f"crop {m['provenance']['crop_box']}",
         f"  episodes {c['episodes']}/{c['planned_episodes']}, frames {c['frames']}, points {c['points']}, "
         f"SFT records {c['sft_records']}, failures {c['failures']} {c['failures_by_stage'] or ''}",
+        f"  action: {m.get('action', {}).get('dim', '?')} values per step: "
+        f"{m.get('action', {}).get('space', 'unknown (written before appf recorded it)')}",
         "  shard                               episodes  frames  failures  sft",
     ]
     for s in m["shards"]:

@@ -20,7 +20,9 @@ from apache_beam.ml.inference.base import RunInference
 from appf.pipelines.config import JobConfig
 from appf.pipelines.inference import DepthHandler, EpisodeWork, MaskHandler, inference_result
 from appf.pipelines.process_episode import StageError, process_episode
-from appf.pipelines.processed import FailedEpisode, StagedEpisode, load_staged, save_staged
+from appf.pipelines.processed import (
+    FailedEpisode, StagedEpisode, action_semantics, load_staged, save_staged,
+)
 from appf.pipelines.sinks.tables import failures_table, parquet_bytes
 from appf.pipelines.sinks.zarr_shards import encode_shard
 from appf.pipelines.sources import make_source
@@ -129,7 +131,8 @@ class WriteShard(beam.DoFn):
         written = {x.index for x in ok}  # an attempt that succeeded wins over one that failed
         failed = [x for x in items if isinstance(x, FailedEpisode) and x.index not in written]
         episodes = [load_staged(out, x.path) for x in ok]
-        objects = self._write_store(shard, episodes) if episodes else {}
+        semantics = action_semantics(episodes) if episodes else {}
+        objects = self._write_store(shard, episodes, semantics) if episodes else {}
         sft = pa.concat_tables([e.sft for e in episodes]) if episodes else SFT_SCHEMA.empty_table()
         for key, table in ((layout.sft_key(shard), sft),
                            (layout.failures_key(shard), failures_table(failed))):
@@ -148,17 +151,17 @@ class WriteShard(beam.DoFn):
             checksum=objects_digest(objects, zarr_key + "/") if zarr_key else None,
             episode_ids=[e.episode_id for e in episodes],
             failed_episode_ids=[f.episode_id for f in failed], failures_by_stage=by_stage,
-            objects=objects)
+            objects=objects, **semantics)
         write_marker(out, commit)  # last: the commit point; staging is removed by the driver
         _count("shards_written")
         _count("episodes_written", commit.episodes)
         _count("points_written", commit.points)
         yield commit
 
-    def _write_store(self, shard: int, episodes) -> dict[str, dict]:
+    def _write_store(self, shard: int, episodes, semantics: dict) -> dict[str, dict]:
         """Write the shard's zarr store; returns its objects' entries (key -> sha256, bytes)."""
         key = layout.shard_zarr_key(shard)
-        attrs = {**self.attributes, "shard": shard,
+        attrs = {**self.attributes, "shard": shard, **semantics,
                  "episode_provenance": {e.episode_id: e.provenance for e in episodes}}
         encoded = encode_shard(episodes, attrs, self.cfg.zarr_format, self.cfg.chunk_frames)
         try:

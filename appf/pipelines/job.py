@@ -23,7 +23,7 @@ from appf.pipelines.job_lock import local_job_lock
 from appf.pipelines.shard_plan import PlanUpdate, read_plan, update_plan, write_plan
 from appf.pipelines.sinks.atomic import remove_stray_temps
 from appf.pipelines.sinks.commits import manifest_dict, read_commits, write_manifest
-from appf.pipelines.sinks.dataset_card import write_dataset_card
+from appf.pipelines.sinks.dataset_card import write_dataset_card, zarr2_hint
 from appf.pipelines.sources import make_source
 from appf.schemas import SCHEMA_VERSION, AppfError, ConfigError
 from appf.storage import Location, clean_uncommitted, layout
@@ -213,7 +213,8 @@ def _run_locked(cfg: JobConfig, options: PipelineOptions, source, backends,
         planned_episodes=c["planned_episodes"], skipped_episodes=skipped, episodes=c["episodes"],
         frames=c["frames"], points=c["points"], sft_records=c["sft_records"],
         failures=c["failures"], failures_by_stage=c["failures_by_stage"], shards=c["shards"],
-        seconds=time.monotonic() - start, metrics=metrics)
+        seconds=time.monotonic() - start, metrics=metrics,
+        notes=[zarr2_hint(cfg.zarr_format, cfg.out)] if c["episodes"] and cfg.zarr_format == 3 else [])
 
 
 def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = None) -> JobSummary:

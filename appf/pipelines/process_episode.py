@@ -123,4 +123,5 @@ def process_episode(ep: Episode, labels: dict[str, np.ndarray] | None, cfg: JobC
     prov = dict(provenance or {})
     prov["depth"] = sorted({ep.cameras[c].depth_provenance for c in cameras})
     prov["cameras"] = cameras
+    prov["action_space"] = ep.action_space
     return ProcessedEpisode(ep.dataset, ep.episode_id, index, arrays, sft, prov)

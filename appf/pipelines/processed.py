@@ -47,6 +47,17 @@ class ProcessedEpisode:
         return int(self.arrays["point_count_real"].sum())
 
 
+def action_semantics(episodes: list[ProcessedEpisode]) -> dict[str, Any]:
+    """`action_space` (the source's description of `data/action`) and `action_dim` (its width)
+    of the episodes of one shard; distinct descriptions are joined with " | "."""
+    spaces = sorted({str(e.provenance.get("action_space") or "") for e in episodes} - {""})
+    dims = {int(e.arrays["action"].shape[1]) for e in episodes}
+    if len(dims) > 1:
+        raise ValueError(f"episodes of one shard disagree on the action width: {sorted(dims)}")
+    return {"action_space": " | ".join(spaces) or "not documented by the source",
+            "action_dim": dims.pop() if dims else 0}
+
+
 @dataclass(frozen=True)
 class StagedEpisode:
     """What crosses the shuffle before the shard writer: a path and counts, no pixels."""

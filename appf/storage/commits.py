@@ -33,6 +33,8 @@ class ShardCommit:
     failed_episode_ids: list[str] = field(default_factory=list)
     failures_by_stage: dict[str, int] = field(default_factory=dict)
     objects: dict[str, dict[str, object]] = field(default_factory=dict)  # key -> {sha256, bytes}
+    action_space: str = ""  # the source's description of data/action ("" when no episode landed)
+    action_dim: int = 0
 
 
 class MarkerError(ValueError):

@@ -125,3 +125,25 @@ def farthest_point_sample(
     if n_real < n:
         sel = np.resize(sel, n)
     return FpsResult(indices=sel.astype(np.int64, copy=False), n_real=n_real)
+
+
+def resample_frames(point_cloud: np.ndarray, point_count_real: np.ndarray, n: int,
+                    method: str = "fast") -> tuple[np.ndarray, np.ndarray]:
+    """Re-sample stored clouds to ``n`` points per frame by FPS over each frame's real points.
+
+    ``point_cloud`` (T, M, C) with, per frame, ``point_count_real[t]`` real points first (the rest
+    is padding). Returns ``indices`` (T, n) int64 into axis 1 and ``n_real`` (T,) int32 (distinct
+    real points selected; a frame with fewer than ``n`` pads by repeating them, like the writer).
+    """
+    cloud = np.asarray(point_cloud)
+    real = np.asarray(point_count_real).reshape(-1)
+    if cloud.ndim != 3 or real.shape[0] != cloud.shape[0]:
+        raise ValueError(f"expected point_cloud (T, M, C) and point_count_real (T,), got "
+                         f"{cloud.shape} and {real.shape}")
+    indices = np.empty((cloud.shape[0], n), dtype=np.int64)
+    n_real = np.empty(cloud.shape[0], dtype=np.int32)
+    for t in range(cloud.shape[0]):
+        m = int(min(max(real[t], 1), cloud.shape[1]))
+        res = farthest_point_sample(cloud[t, :m, :3], n, method)
+        indices[t], n_real[t] = res.indices, res.n_real
+    return indices, n_real

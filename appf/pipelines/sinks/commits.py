@@ -66,6 +66,7 @@ def manifest_dict(config: dict[str, Any], config_hash: str, sources: list[str],
             "shards": len(commits),
         },
         "shards": shards,
+        "action": action_summary(commits),
     }
 
 

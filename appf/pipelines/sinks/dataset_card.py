@@ -37,7 +37,8 @@ Written by appf {code_version} (schema {schema_version}), config hash `{config_h
 | mask backend | {mask_backend} |
 | crop box (base frame, m) | {crop_box} |
 | points per frame | {n_points} |
-
+| action (`data/action`, {action_dim} values per step) | {action_space} |
+{zarr2_hint}
 ## Layout
 
 - `pointclouds/shard-NNNNN.zarr`: diffusion_policy / DP3 replay-buffer layout (Zarr format
@@ -53,6 +54,14 @@ Written by appf {code_version} (schema {schema_version}), config hash `{config_h
 """
 
 
+def zarr2_hint(zarr_format: int, out: str | Path) -> str:
+    """One line telling a DP3 / diffusion_policy user (zarr-python 2) how to read a format-3 run."""
+    if zarr_format != 3:
+        return ""
+    return (f"Zarr format 3 shards: DP3 and diffusion_policy (zarr-python 2) read format 2; run "
+            f"`appf export dp3 {out} --to FILE.zarr` (one store) or re-run with --zarr-format 2.")
+
+
 def write_dataset_card(out: str | Path | Location, manifest: dict[str, Any]) -> str:
     """Write `<out>/README.md`; returns its URL (or absolute local path)."""
     c, prov = manifest["counts"], manifest["provenance"]
@@ -63,7 +72,11 @@ def write_dataset_card(out: str | Path | Location, manifest: dict[str, Any]) -> 
         sft_records=c["sft_records"], failures=c["failures"], shards=c["shards"],
         depth_backend=prov["depth_backend"], mask_backend=prov["mask_backend"],
         crop_box=prov["crop_box"], n_points=prov["n_points"],
-        zarr_format=manifest["config"]["zarr_format"])
+        zarr_format=manifest["config"]["zarr_format"],
+        action_dim=manifest.get("action", {}).get("dim", "?"),
+        action_space=manifest.get("action", {}).get("space", "unknown").replace("|", "/"),
+        zarr2_hint=("\n" + zarr2_hint(manifest["config"]["zarr_format"], "OUT_DIR") + "\n"
+                    if manifest["config"]["zarr_format"] == 3 else ""))
     loc = out if isinstance(out, Location) else Location(out)
     loc.write_text(layout.CARD, text)
     return loc.url_of(layout.CARD)

@@ -29,8 +29,10 @@ def _compressor(zarr_format: int):
 
 def _write_array(group: zarr.Group, name: str, data: np.ndarray, zarr_format: int,
                  chunk_frames: int) -> None:
-    """One array, chunked along time only; strings (episode ids) as variable-length UTF-8."""
-    if data.dtype == object:
+    """One array, chunked along time only. Strings: fixed-width unicode in format 2 (zarr 2.12 to
+    2.18 save and load it; an object array needs an object_codec that DP3's and diffusion_policy's
+    ReplayBuffer.save_to_path do not pass), variable-length UTF-8 in format 3."""
+    if data.dtype == object or (data.dtype.kind == "U" and zarr_format == 3):
         arr = group.create_array(name, shape=data.shape, dtype=str)
     else:
         chunks = (max(1, min(chunk_frames, data.shape[0])), *data.shape[1:])
@@ -54,7 +56,7 @@ def _build_replay_buffer(root: zarr.Group, episodes: Sequence[ProcessedEpisode],
         _write_array(data, key, np.concatenate(parts, axis=0), zarr_format, chunk_frames)
     ends = np.cumsum([ep.num_frames for ep in episodes]).astype(np.int64)
     _write_array(meta, "episode_ends", ends, zarr_format, chunk_frames=max(1, len(ends)))
-    ids = np.array([ep.episode_id for ep in episodes], dtype=object)
+    ids = np.array([ep.episode_id for ep in episodes], dtype=str)  # fixed width '<U{n}'
     _write_array(meta, "episode_ids", ids, zarr_format, chunk_frames=max(1, len(ids)))
     root.attrs.update(attributes)
 
