@@ -45,6 +45,13 @@ class ShardPart:
     episode_ids: list[str]
     episode_ends: np.ndarray
 
+    @property
+    def name(self) -> str:
+        return self.loc.url_of(self.key)
+
+    def open(self) -> zarr.Group:
+        return open_group(self.loc, self.key)
+
 
 @dataclass(frozen=True)
 class Dp3Export:
@@ -54,14 +61,6 @@ class Dp3Export:
     frames: int
     keys: tuple[str, ...]
     n_points: int | None
-
-
-    @property
-    def name(self) -> str:
-        return self.loc.url_of(self.key)
-
-    def open(self) -> zarr.Group:
-        return open_group(self.loc, self.key)
 
 
 def committed_parts(out: str | Path) -> list[ShardPart]:

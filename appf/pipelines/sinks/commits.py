@@ -75,3 +75,11 @@ def write_manifest(out: str | Path | Location, manifest: dict[str, Any]) -> str:
     loc = _loc(out)
     loc.write_text(layout.MANIFEST, json.dumps(manifest, indent=2, sort_keys=False))
     return loc.url_of(layout.MANIFEST)
+
+
+def action_summary(commits: dict[int, ShardCommit]) -> dict[str, Any]:
+    """`{"space", "dim"}` of the run's `data/action` (from the shards that hold episodes)."""
+    landed = [c for c in commits.values() if c.episodes]
+    spaces = sorted({c.action_space for c in landed} - {""})
+    dims = sorted({c.action_dim for c in landed})
+    return {"space": " | ".join(spaces) or "unknown", "dim": dims[0] if len(dims) == 1 else dims}
