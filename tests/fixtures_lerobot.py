@@ -101,19 +101,25 @@ def read_with_lerobot(root: Path, tmp: Path) -> tuple[dict, dict[str, np.ndarray
 # v2.1, written by hand
 
 
-def write_v21(root: Path, episodes=EPISODES, video_frames: dict[int, int] | None = None
-              ) -> list[dict[str, np.ndarray]]:
+def write_v21(root: Path, episodes=EPISODES, video_frames: dict[int, int] | None = None,
+              extras: bool = False) -> list[dict[str, np.ndarray]]:
     """A DROID-layout v2.1 dataset (one parquet and one MP4 per episode). `video_frames`
-    {episode: n} writes only n frames into that episode's videos (a dirty case)."""
+    {episode: n} writes only n frames into that episode's videos (a dirty case). `extras` adds an
+    `image` feature (PNG in the parquet) and a uint16 millimetre depth feature (H, W)."""
     from appf.pipelines.sinks.lerobot_v3 import encode_video
 
     arrays = [droid_episode(e, n) for e, (n, _) in enumerate(episodes)]
     feats = droid_features()
+    if extras:
+        feats.update(EXTRA_FEATURES)
     tasks = sorted({task for _, task in episodes})
     total = 0
     for e, ((n, task), a) in enumerate(zip(episodes, arrays)):
-        cols = {k: pa.array(list(v), type=pa.list_(pa.float32(), v.shape[1]))
+        # LeRobot stores a shape-(1,) feature as a scalar column (datasets.Value), others as lists
+        cols = {k: pa.array(v[:, 0]) if v.shape[1] == 1 else pa.array(list(v), type=pa.list_(pa.float32(), v.shape[1]))
                 for k, v in a.items() if not k.startswith("observation.images")}
+        if extras:
+            cols.update(_extra_columns(e, n))
         cols.update(timestamp=pa.array(np.arange(n, dtype=np.float32) / FPS),
                     frame_index=pa.array(np.arange(n), pa.int64()),
                     episode_index=pa.array(np.full(n, e), pa.int64()),
@@ -140,7 +146,59 @@ def write_v21(root: Path, episodes=EPISODES, video_frames: dict[int, int] | None
     (root / "meta/info.json").write_text(json.dumps(info, indent=4))
     (root / "meta/tasks.jsonl").write_text("".join(json.dumps({"task_index": i, "task": t}) + "\n"
                                                    for i, t in enumerate(tasks)))
+    (root / "meta/episodes_stats.jsonl").write_text("".join(
+        json.dumps({"episode_index": e, "stats": _episode_stats(a, e, n)}) + "\n"
+        for e, ((n, _), a) in enumerate(zip(episodes, arrays))))
     (root / "meta/episodes.jsonl").write_text("".join(
         json.dumps({"episode_index": e, "tasks": [task], "length": n}) + "\n"
         for e, (n, task) in enumerate(episodes)))
     return arrays
+
+
+EXTRA_FEATURES = {
+    "observation.images.top": {"dtype": "image", "shape": [H, W, 3], "names": ["height", "width", "channels"]},
+    "observation.depth.wrist_left": {"dtype": "uint16", "shape": [H, W], "names": ["height", "width"]},
+}
+
+
+def extra_frames(e: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(top RGB uint8 (n, H, W, 3), wrist depth uint16 mm (n, H, W)) of episode e."""
+    top = np.stack([frame_image(e, t, 2)[::-1] for t in range(n)])
+    depth = np.stack([np.full((H, W), 500 + 10 * t + 100 * e, np.uint16) + np.arange(W, dtype=np.uint16)
+                      for t in range(n)])
+    return top, depth
+
+
+def _extra_columns(e: int, n: int) -> dict[str, pa.Array]:
+    import io
+
+    from PIL import Image
+
+    top, depth = extra_frames(e, n)
+    pngs = []
+    for im in top:
+        buf = io.BytesIO()
+        Image.fromarray(im).save(buf, format="PNG")
+        pngs.append({"bytes": buf.getvalue(), "path": None})
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    return {"observation.images.top": pa.array(pngs, type=image_type),
+            "observation.depth.wrist_left": pa.array([d.tolist() for d in depth],
+                                                     type=pa.list_(pa.list_(pa.uint16(), W), H))}
+
+
+def _episode_stats(arrays: dict[str, np.ndarray], e: int, n: int) -> dict[str, dict[str, list]]:
+    """v2.1 per-episode stats: min/max/mean/std/count per feature (images per channel, (3, 1, 1),
+    in [0, 1])."""
+    def stats(v: np.ndarray, axis: tuple[int, ...], keep: bool = False) -> dict[str, list]:
+        s = {k: getattr(np, k)(v, axis=axis, keepdims=keep) for k in ("min", "max", "mean", "std")}
+        out = {k: (x[0] if keep else x).tolist() for k, x in s.items()}
+        return {**out, "count": [len(v)]}
+
+    out = {k: (stats(v.astype(np.float64).transpose(0, 3, 1, 2) / 255.0, (0, 2, 3), keep=True)
+               if k.startswith("observation.images") else stats(v.astype(np.float64), (0,)))
+           for k, v in arrays.items()}
+    idx = np.arange(n, dtype=np.float64)[:, None]
+    for k, v in (("timestamp", idx / FPS), ("frame_index", idx), ("episode_index", idx * 0 + e),
+                 ("index", idx), ("task_index", idx * 0)):
+        out[k] = stats(v, (0,))
+    return out

@@ -5,6 +5,8 @@ tests, offline. Run with .venv-lerobot/bin/python:
                                            save_episode/finalize from the arrays in INPUT.npz
   lerobot_helper.py read ROOT OUTPUT.npz   load ROOT with LeRobotDataset (local path) and dump every
                                            item (decoded frames, numeric features, task) + meta
+  lerobot_helper.py convert21 PARENT OWNER/NAME   convert the v2.1 dataset PARENT/OWNER/NAME to v3.0
+                                           in place with lerobot's own converter (no Hub push)
 
 INPUT.npz: `spec` (JSON: fps, robot_type, features, episodes: [{length, task}]) and one array per
 feature key and episode, named "<episode>|<feature key>".
@@ -76,7 +78,13 @@ def read(root: str, out: str) -> None:
     np.savez(out, meta=json.dumps(meta), **{k: np.stack(v) for k, v in arrays.items()})
 
 
+def convert21(parent: str, repo_id: str) -> None:
+    from lerobot.datasets.v30.convert_dataset_v21_to_v30 import convert_dataset
+
+    convert_dataset(repo_id=repo_id, root=parent, push_to_hub=False)
+
+
 if __name__ == "__main__":
     _import_torchvision()
     command, root, path = sys.argv[1:4]
-    {"write": write, "read": read}[command](root, path)
+    {"write": write, "read": read, "convert21": convert21}[command](root, path)

@@ -14,7 +14,9 @@ from appf.pipelines.sources import make_source
 from appf.pipelines.sources._lerobot_io import DatasetFiles
 from appf.schemas import SourceError
 from appf.schemas.validation import validate_episode
-from fixtures_lerobot import CAMERAS, EPISODES, FPS, requires_lerobot, write_v21, write_v30
+from fixtures_lerobot import (
+    CAMERAS, EPISODES, FPS, extra_frames, read_with_lerobot, requires_lerobot, run_lerobot, write_v21, write_v30,
+)
 
 # AV1 at LeRobot's CRF 30 is lossy: a frame must be close to its original (mean absolute error in
 # 8-bit levels; the synthetic scenes' textures cost more than the smooth fixtures) and closer to it
@@ -84,6 +86,39 @@ def test_v21_hand_written(tmp_path):
     refs = src.list_refs()
     for ref, a, (_, task) in zip(refs, arrays, EPISODES):
         check_droid_episode(src, ref, a, task)
+
+
+@requires_lerobot
+def test_v21_fixture_is_what_lerobot_converts(tmp_path):
+    """lerobot's own v2.1 -> v3.0 converter accepts the hand-written v2.1 fixture; LeRobotDataset
+    and this source read the converted dataset (videos concatenated: episode 1 starts mid-file)
+    as the arrays written."""
+    arrays = write_v21(tmp_path / "appf" / "droid21")
+    run_lerobot("convert21", tmp_path, "appf/droid21")
+    root = tmp_path / "appf" / "droid21"
+    assert json.loads((root / "meta/info.json").read_text())["codebase_version"] == "v3.0"
+    meta, items = read_with_lerobot(root, tmp_path)
+    assert meta["tasks"] == [task for n, task in EPISODES for _ in range(n)]
+    np.testing.assert_array_equal(items["observation.state.cartesian_position"],
+                                  np.concatenate([a["observation.state.cartesian_position"] for a in arrays]))
+    src = make_source("lerobot", {"input": str(root), **DROID_OPTIONS})
+    for ref, a, (_, task) in zip(src.list_refs(), arrays, EPISODES):
+        check_droid_episode(src, ref, a, task)
+
+
+def test_image_feature_and_depth_keys(tmp_path):
+    write_v21(tmp_path / "d", extras=True)
+    src = make_source("lerobot", {"input": str(tmp_path / "d"), "cameras": ["top", "wrist_left"],
+                                  "depth_keys": {"wrist_left": "observation.depth.wrist_left"}})
+    for e, ref in enumerate(src.list_refs()):
+        ep = src.read(ref)
+        assert validate_episode(ep) == []
+        top, depth_mm = extra_frames(e, ep.num_steps)
+        np.testing.assert_array_equal(np.asarray(ep.cameras["top"].rgb), top)  # PNG: lossless
+        np.testing.assert_allclose(np.asarray(ep.cameras["wrist_left"].depth), depth_mm * 0.001, rtol=1e-6)
+        assert ep.cameras["top"].depth is None
+    # by default, every image/video feature is a camera
+    assert sorted(make_source("lerobot", {"input": str(tmp_path / "d")}).cameras) == sorted([*CAMERAS, "top"])
 
 
 def test_camera_choice_and_user_calibration(tmp_path):
