@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0   # CPU build from this machine's disk; unpinned torch pulls CUDA
-	$(PIP) install -q -e ".[depth,train,test]"
+	$(PIP) install -q -e ".[depth,train,test,masks]"
 	$(PIP) install -q --no-deps dlr-moge==2.0.0 dlr-utils3d==1.3   # MoGe-2 model class only
 	# zarr-python 2 beside the venv (not in it): the tests prove DP3/diffusion_policy readers open
 	# --zarr-format 2 shards

@@ -55,7 +55,8 @@ def annotate_episode_depth(ep: Episode, annotator: DepthAnnotator, batch_frames:
 
 def mask_batch(ep: Episode, name: str) -> MaskBatch:
     """Camera `name` of `ep` as one MaskBatch: every frame, with what prompt-based maskers use
-    (instruction, K, per-step T_base_cam, joint positions) where the episode has it."""
+    (instruction, K, per-step T_base_cam, joint positions, the first arm's gripper) where the
+    episode has it."""
     cam = ep.cameras[name]
     T = ep.num_steps
     joints = np.asarray(ep.steps.joint_positions, np.float64)
@@ -69,6 +70,7 @@ def mask_batch(ep: Episode, name: str) -> MaskBatch:
         T_base_cam=(None if cam.T_base_cam is None
                     else np.stack([cam.T_base_cam_at(t) for t in range(T)])),
         joint_positions=joints if joints.size else None,
+        gripper=np.asarray(ep.steps.gripper, np.float64).reshape(T, -1)[:, 0],
     )
 
 

@@ -59,8 +59,9 @@ class DepthAnnotator(Protocol):
 class MaskBatch:
     """A camera's frames in time order. segmentation (B, H, W) int ids with their table, when
     the source has them (simulators). For learned and kinematic maskers: the episode's
-    instruction (task-object nouns), K (3, 3) pixels, T_base_cam (B, 4, 4) camera to base, and
-    joint_positions (B, J) radians (None where the source has none)."""
+    instruction (task-object nouns), K (3, 3) pixels, T_base_cam (B, 4, 4) camera to base,
+    joint_positions (B, J) radians and gripper (B,) 0 open .. 1 closed (None where the source
+    has none)."""
 
     rgb: np.ndarray
     segmentation: np.ndarray | None = None
@@ -70,6 +71,7 @@ class MaskBatch:
     K: np.ndarray | None = None
     T_base_cam: np.ndarray | None = None
     joint_positions: np.ndarray | None = None
+    gripper: np.ndarray | None = None
 
 
 @dataclass

@@ -12,6 +12,7 @@ from appf.annotators.depth.promptda import PromptDepthAnythingDepth
 from appf.annotators.depth.sensor_fill import SensorDepthCompletion
 from appf.annotators.depth.sgbm import SgbmStereoDepth
 from appf.annotators.masks.ground_truth import GroundTruthMasker
+from appf.annotators.masks.kinematic import RobotSilhouette
 from appf.annotators.masks.prompted import PromptedVideoMasker
 from appf.annotators.masks.roboengine import RoboEngineSegmenter
 from appf.annotators.masks.sam2 import Sam2VideoRefiner
@@ -32,10 +33,12 @@ DEPTH_BACKENDS: dict[str, Callable[[], DepthAnnotator]] = {
     "moge2_vits": partial(MoGe2Depth, weights="moge-2-vits-normal"),
 }
 
-def _prompted(name: str, roboengine: bool = True, sam2: str | None = "sam2.1-hiera-large"):
+def _prompted(name: str, roboengine: bool = True, kinematic: bool = False,
+              sam2: str | None = "sam2.1-hiera-large"):
     def build() -> PromptedVideoMasker:
         return PromptedVideoMasker(
             name, segmenter=RoboEngineSegmenter() if roboengine else None,
+            kinematic=RobotSilhouette() if kinematic else None,
             refiner=Sam2VideoRefiner(sam2) if sam2 else None)
     return build
 
@@ -46,6 +49,10 @@ MASK_BACKENDS: dict[str, Callable[[], Masker]] = {
     "roboengine": _prompted("roboengine", sam2=None),  # per-frame masks + tracking
     "roboengine+sam2": _prompted("roboengine+sam2"),  # + SAM 2.1 Hiera-L refinement
     "roboengine+sam2_tiny": _prompted("roboengine+sam2_tiny", sam2="sam2.1-hiera-tiny"),
+    # robot only, from joint positions + calibrated cameras (Franka Panda model of pybullet_data)
+    "kinematic": _prompted("kinematic", roboengine=False, kinematic=True, sam2=None),
+    "kinematic+sam2": _prompted("kinematic+sam2", roboengine=False, kinematic=True),
+    "roboengine+kinematic+sam2": _prompted("roboengine+kinematic+sam2", kinematic=True),
 }
 
 

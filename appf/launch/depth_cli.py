@@ -72,6 +72,10 @@ def register(subparsers: Any) -> None:
     dp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     dp.set_defaults(func=_eval_depth)
 
+    from appf.launch.mask_eval_cli import register_eval
+
+    register_eval(evsub)
+
     mo = subparsers.add_parser("models", help="learned-model weights: list, pre-fetch")
     msub = mo.add_subparsers(dest="models_command", required=True)
     ls = msub.add_parser("list", help="known weights, pinned revisions, whether cached here")

@@ -3,7 +3,8 @@ robot silhouette) -> temporal-consistency tracking (appf.transforms.mask_trackin
 SAM 2 refinement seeded with the tracking's anchor frames -> labels.
 
 Object ids: 1 = the robot; 2, 3, ... = the task objects named in the instruction (RoboEngine
-only). Robot masks from both prompt sources are united before tracking. Labels: robot pixels
+only). Robot masks from both prompt sources are united before tracking; the kinematic
+silhouette alone is not tracked (it is rendered, not detected: exact and flicker-free). Labels: robot pixels
 LABEL_ROBOT, then task-object pixels LABEL_TASK_OBJECT (a grasped object stays an object).
 Confidence per frame: the least confident object's (SAM 2 presence where refined, else the
 tracking confidence).
@@ -65,6 +66,15 @@ class PromptedVideoMasker:
                 initial[obj] = initial.get(obj, np.zeros_like(masks)) | masks
         return initial
 
+    def _track(self, masks: np.ndarray) -> TrackedMasks:
+        """Tracking cleans a detector's per-frame masks; the kinematic silhouette alone is
+        rendered, not detected, so it is kept whole, anchored every `anchor_every` frames."""
+        if self.segmenter is not None:
+            return track_masks(masks, self.tracking)
+        T = len(masks)
+        return TrackedMasks(masks, np.ones(T, np.float32), np.ones(T, bool),
+                            list(range(0, T, self.tracking.anchor_every)))
+
     def _refine(self, rgb: np.ndarray, tracked: dict[int, TrackedMasks]):
         seeds = {o: {a: tr.masks[a] for a in tr.anchors} for o, tr in tracked.items()}
         refined = self.refiner.refine(rgb, seeds)
@@ -79,7 +89,7 @@ class PromptedVideoMasker:
         except Exception as e:  # keep the type, say where
             e.args = (f"{batch.where}: mask backend {self.name!r}: {e}", *e.args[1:])
             raise
-        tracked = {o: track_masks(m, self.tracking) for o, m in initial.items()}
+        tracked = {o: self._track(m) for o, m in initial.items()}
         if self.refiner is not None:
             masks, conf = self._refine(rgb, tracked)
         else:
