@@ -52,7 +52,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from appf.launch.validate_output import validate_output
 
-    problems = validate_output(args.dir)
+    problems = validate_output(args.dir, deep=args.deep)
     if problems:
         print(f"INVALID: {args.dir} ({len(problems)} problem(s))", file=sys.stderr)
         for p in problems:
@@ -112,8 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--keyframe", type=int, default=0, help="keyframe index to draw")
     i.set_defaults(func=_inspect)
 
-    v = sub.add_parser("validate", help="check schema, shapes, episode_ends and checksums")
-    v.add_argument("dir")
+    v = sub.add_parser("validate", help="check manifest, commit markers, objects, tables and shards "
+                       "of an output (local directory or URL such as s3://bucket/run)")
+    v.add_argument("dir", help="output directory or URL")
+    v.add_argument("--deep", action="store_true",
+                   help="re-read every object (sha256) and decode every chunk (slow); default: "
+                        "sizes, checksums of tables and metadata, low-dimensional arrays")
     v.set_defaults(func=_validate)
 
     s = sub.add_parser("sources", help="list the sources and what each provides")

@@ -1,129 +1,85 @@
-"""`appf validate DIR`: schema, shapes, episode_ends and checksums of an output directory."""
+"""`appf validate OUT [--deep]`: trusts nothing, never crashes, names the file and field of every
+problem. Works on local directories and object-store URLs (through `appf.storage`).
+
+Checks: manifest.json structure (object, keys, types) and its counts; commit markers (parse, own
+checksum) against the manifest (a shard listed but not committed, committed but not listed, fields
+that disagree); the stored objects of each committed unit against its marker (missing, stray,
+size; sha256 of tables and metadata, of every object with `deep`); Parquet tables (readable,
+schema, row counts against marker and manifest); shard content (episode ends and ids against the
+marker, array lengths, shapes; with `deep` every chunk is decoded); objects of uncommitted units;
+the shard plan against the markers.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
-
-from appf.pipelines.processed import STEP_ARRAYS
-from appf.pipelines.sinks.zarr_shards import open_shard
+from appf.launch.validate_manifest import count_problems, read_manifest
+from appf.launch.validate_units import (
+    marker_self_check, marker_vs_manifest, objects_vs_marker, read_markers_checked,
+    table_problems, uncommitted_objects,
+)
+from appf.launch.validate_zarr import shard_content_problems
 from appf.pipelines.shard_plan import PLAN_FILE, plan_problems, read_plan
-from appf.pipelines.sinks.commits import read_commits
-from appf.schemas import FAILURE_SCHEMA, SCHEMA_VERSION, SFT_SCHEMA
-from appf.storage import Location, objects_digest
-from appf.storage.commits import stored_objects
+from appf.storage import Location, ShardCommit
 
 
-def _check_shard(out: Path, entry: dict, n_points: int) -> list[str]:
-    rel = entry["path"]
-    where = f"shard {rel}"
-    path = out / rel
-    if not path.is_dir():
-        return [f"{where}: missing (listed in manifest.json)"]
-    problems = []
-    loc = Location(out)
-    if entry.get("checksum") and objects_digest(stored_objects(loc, rel), rel + "/") != entry["checksum"]:
-        problems.append(f"{where}: checksum mismatch (files changed or corrupted since writing)")
+def _guarded(what: str, check, *args) -> list[str]:
+    """Run one check; an unexpected failure becomes a finding instead of a traceback."""
     try:
-        root = open_shard(path)
-        ends = np.asarray(root["meta/episode_ends"][:])
-        ids = np.asarray(root["meta/episode_ids"][:])
-    except Exception as e:  # noqa: BLE001
-        return problems + [f"{where}: cannot open meta/episode_ends or meta/episode_ids: {e}"]
-    if ends.dtype != np.int64:
-        problems.append(f"{where} field meta/episode_ends: expected int64, found {ends.dtype}")
-    if len(ends) == 0 or np.any(np.diff(ends) <= 0) or ends[0] <= 0:
-        problems.append(f"{where} field meta/episode_ends: expected strictly increasing positive "
-                        f"cumulative ends, found {ends.tolist()[:10]}")
-    if len(ids) != len(ends) or len(ends) != entry["episodes"]:
-        problems.append(f"{where} field meta/episode_ids: {len(ids)} ids, {len(ends)} ends, "
-                        f"manifest says {entry['episodes']} episodes")
-    T = int(ends[-1]) if len(ends) else 0
-    if T != entry["frames"]:
-        problems.append(f"{where} field meta/episode_ends: last end {T} != manifest frames {entry['frames']}")
-    for key in STEP_ARRAYS:
-        name = f"data/{key}"
-        try:
-            arr = root[name]
-        except KeyError:
-            problems.append(f"{where} field {name}: missing")
-            continue
-        if arr.shape[0] != T:
-            problems.append(f"{where} field {name}: {arr.shape[0]} rows, expected {T} (episode_ends[-1])")
-    try:
-        pc = root["data/point_cloud"]
-        if pc.ndim != 3 or pc.shape[1:] != (n_points, 6) or pc.dtype != np.float32:
-            problems.append(f"{where} field data/point_cloud: expected (T, {n_points}, 6) float32, "
-                            f"found {pc.shape} {pc.dtype}")
-        elif not np.isfinite(pc[:]).all():
-            problems.append(f"{where} field data/point_cloud: NaN/inf values")
-        real = root["data/point_count_real"][:]
-        if np.any(real < 1) or np.any(real > n_points):
-            problems.append(f"{where} field data/point_count_real: values outside [1, {n_points}]")
-    except KeyError:
-        pass
-    if root.attrs.get("appf_schema_version") != SCHEMA_VERSION:
-        problems.append(f"{where} attribute appf_schema_version: expected {SCHEMA_VERSION}, "
-                        f"found {root.attrs.get('appf_schema_version')}")
+        return check(*args)
+    except Exception as e:  # noqa: BLE001 - validate reports, never crashes
+        return [f"{what}: cannot be checked ({type(e).__name__}: {str(e)[:200]})"]
+
+
+def _unit_problems(loc: Location, commit: ShardCommit, entry: dict | None, n_points: int,
+                   deep: bool) -> list[str]:
+    marker = f"shard {commit.shard}"
+    problems = _guarded(marker, marker_self_check, commit)
+    problems += _guarded(marker, objects_vs_marker, loc, commit, deep)
+    problems += _guarded(marker, table_problems, loc, commit, entry)
+    if commit.path:
+        problems += _guarded(f"shard {commit.path}", shard_content_problems, loc, commit,
+                             n_points, deep)
     return problems
 
 
-def _check_table(out: Path, rel: str, schema) -> list[str]:
-    path = out / rel
-    if not path.is_file():
-        return [f"table {rel}: missing"]
-    try:
-        found = pq.read_schema(path)
-    except Exception as e:  # noqa: BLE001
-        return [f"table {rel}: unreadable parquet: {e}"]
-    if not found.remove_metadata().equals(schema.remove_metadata()):
-        return [f"table {rel}: schema differs from appf's: found {found.names}, expected {schema.names}"]
-    return []
-
-
-def validate_output(out: str | Path) -> list[str]:
-    """Every problem found in an output directory (empty = valid)."""
-    out = Path(out)
-    mpath = out / "manifest.json"
-    if not mpath.is_file():
-        return [f"{mpath}: missing; is {out} an appf output directory (or did the job not finish)?"]
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as e:
-        return [f"{mpath}: not valid JSON: {e}"]
-    problems = []
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"manifest.json schema_version: expected {SCHEMA_VERSION}, "
-                        f"found {manifest.get('schema_version')}")
-    n_points = manifest.get("config", {}).get("n_points", 1024)
-    frames = 0
-    for entry in manifest.get("shards", []):
-        if entry.get("path"):
-            problems += _check_shard(out, entry, n_points)
-        problems += _check_table(out, entry["sft_path"], SFT_SCHEMA)
-        problems += _check_table(out, entry["failures_path"], FAILURE_SCHEMA)
-        frames += entry.get("frames", 0)
-    if frames != manifest.get("counts", {}).get("frames"):
-        problems.append(f"manifest.json counts.frames {manifest.get('counts', {}).get('frames')} != "
-                        f"sum over shards {frames}")
-    return problems + _check_plan(out, manifest)
-
-
-def _check_plan(out: Path, manifest: dict) -> list[str]:
+def _plan_problems(loc: Location, manifest: dict, commits: dict[int, ShardCommit]) -> list[str]:
     """The shard plan, the commit markers and the manifest agree (outputs older than the plan
     have none: nothing to check)."""
-    try:
-        plan = read_plan(out)
-        if plan is None:
-            return []
-        problems = plan_problems(plan, read_commits(out))
-    except Exception as e:  # noqa: BLE001 - validate reports, never crashes
-        return [f"{out / PLAN_FILE}: cannot check the plan: {e}"]
+    plan = read_plan(loc)
+    if plan is None:
+        return []
+    problems = plan_problems(plan, commits)
     planned = manifest.get("counts", {}).get("planned_episodes")
     if planned != len(plan.index_of):
         problems.append(f"manifest.json counts.planned_episodes: expected {len(plan.index_of)} "
                         f"({PLAN_FILE}), found {planned}")
     return problems
+
+
+def _validate(loc: Location, deep: bool) -> list[str]:
+    manifest, problems = read_manifest(loc)
+    commits, marker_problems = read_markers_checked(loc)
+    problems += marker_problems
+    if manifest is None:
+        return problems
+    problems += count_problems(manifest)
+    problems += marker_vs_manifest(commits, manifest["shards"])
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    n_points = config.get("n_points", 1024)
+    entries = {e["shard"]: e for e in manifest["shards"]}
+    for shard, commit in sorted(commits.items()):
+        problems += _unit_problems(loc, commit, entries.get(shard), n_points, deep)
+    problems += _guarded("uncommitted objects", uncommitted_objects, loc, set(commits))
+    problems += _guarded(PLAN_FILE, _plan_problems, loc, manifest, commits)
+    return problems
+
+
+def validate_output(out: str | Path, deep: bool = False) -> list[str]:
+    """Every problem found in an output (empty = valid). `deep` re-reads every object and chunk."""
+    try:
+        loc = Location(out)
+    except Exception as e:  # noqa: BLE001 - e.g. an unknown URL scheme
+        return [f"{out}: cannot open ({type(e).__name__}: {e})"]
+    return _guarded(str(out), _validate, loc, deep)

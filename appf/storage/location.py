@@ -115,6 +115,18 @@ class Location:
         return sorted(p.rstrip("/")[start:] for p in found
                       if p.rstrip("/") != self.path(prefix).rstrip("/"))
 
+    def sizes(self, prefix: str = "") -> dict[str, int]:
+        """key -> size in bytes of every object below `prefix` (one listing)."""
+        self.fs.invalidate_cache()
+        base = self.path(prefix)
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        start = len(self.root) + 1
+        return {p[start:]: int(info.get("size") or 0) for p, info in found.items()
+                if info.get("type", "file") != "directory"}
+
     def size(self, key: str) -> int:
         return int(self.fs.size(self.path(key)))
 
