@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 OUT ?= out/demo
 EPISODES ?= 8
 
-.PHONY: setup demo test bench bench-deps clean
+.PHONY: setup setup-sim demo test bench bench-deps clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -48,7 +48,23 @@ $(DP3_VENV)/.installed: Makefile
 		numpy==1.26.4 asciitree==1.0.0 fasteners==0.20 entrypoints==0.4.2
 	touch $@
 
-setup: $(VENV)/.installed $(LEROBOT_VENV)/.installed $(DP3_VENV)/.installed
+# Simulator replay venv (robosuite 1.4.0 needs numpy<2 and mujoco<=3.9; the main venv has
+# numpy 2): the `robosuite` source drives a replay worker running in it. mujoco 2.3.7 replays the
+# shipped demos' actions exactly (shared/reference/sim-replay.md §1). Debian's libosmesa6 gives
+# headless CPU rendering (MUJOCO_GL=osmesa).
+SIM_VENV ?= .venv-sim
+$(SIM_VENV)/.installed: Makefile
+	@if ! ldconfig -p | grep -q libOSMesa; then \
+		apt-get update -qq && apt-get install -y -qq libosmesa6 >/dev/null; fi
+	python3 -m venv $(SIM_VENV)
+	$(SIM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SIM_VENV)/bin/python -m pip install -q robosuite==1.4.0 mujoco==2.3.7 numpy==1.26.4 \
+		opencv-python==4.10.0.84 h5py==3.11.0 termcolor==2.4.0 scipy==1.13.1 numba==0.60.0
+	touch $@
+
+setup-sim: $(SIM_VENV)/.installed
+
+setup: $(VENV)/.installed $(LEROBOT_VENV)/.installed $(DP3_VENV)/.installed $(SIM_VENV)/.installed
 
 demo: setup
 	$(VENV)/bin/appf reannotate --source synthetic --episodes $(EPISODES) --out $(OUT)
@@ -56,7 +72,7 @@ demo: setup
 	$(VENV)/bin/appf inspect $(OUT) --png $(OUT)/preview.png
 
 test: setup
-	$(PY) -m pytest -q
+	APPF_REQUIRE_SIM=1 $(PY) -m pytest -q
 
 bench-deps: setup
 	apt-get update -qq && apt-get install -y -qq libusb-1.0-0 libgl1 >/dev/null

@@ -20,6 +20,7 @@ SOURCES: dict[str, str] = {
     "rlbench": "appf.pipelines.sources.rlbench:RLBenchSource",
     "maniskill": "appf.pipelines.sources.maniskill:ManiSkillSource",
     "lerobot": "appf.pipelines.sources.lerobot:LeRobotSource",
+    "robosuite": "appf.pipelines.sources.robosuite:RobosuiteSource",
 }
 
 
