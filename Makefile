@@ -85,6 +85,7 @@ bench: bench-deps
 	$(PY) bench/bench_sources.py
 	$(PY) bench/bench_training.py
 	$(PY) bench/bench_depth.py
+	$(PY) bench/bench_sim.py
 
 clean:
 	rm -rf out .pytest_cache

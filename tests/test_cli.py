@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from appf.launch.cli import main
@@ -43,3 +44,15 @@ def test_errors_are_one_line_messages(tmp_path, capsys):
 def test_sources_lists_synthetic(capsys):
     assert main(["sources"]) == 0
     assert "synthetic" in capsys.readouterr().out
+
+
+def test_source_option_pairs_are_read_as_yaml():
+    from appf.launch.cli import _source_option_pairs
+    from appf.schemas import ConfigError
+
+    got = _source_option_pairs(["cameras=[agentview, robot0_eye_in_hand]", "stop=40",
+                                "replay=actions", "reflections=false"])
+    assert got == {"cameras": ["agentview", "robot0_eye_in_hand"], "stop": 40,
+                   "replay": "actions", "reflections": False}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        _source_option_pairs(["height"])

@@ -192,12 +192,11 @@ def test_reannotate_job_end_to_end(demos, tmp_path):
     from appf.launch.cli import main
 
     out = tmp_path / "out"
-    cfg = tmp_path / "job.yaml"
-    cfg.write_text(json.dumps({
-        "source": "robosuite", "n_points": 256, "progress_every_s": 0,
-        "source_options": {"input": str(demos / "lift"), "demos": ["demo_1", "demo_2"],
-                           "start": 396, "stop": 416, "height": 64, "width": 64}}))
-    assert main(["reannotate", "--config", str(cfg), "--out", str(out)]) == 0
+    args = ["reannotate", "--source", "robosuite", "--input", str(demos / "lift"), "--out", str(out),
+            "--n-points", "256"]
+    for option in ("demos=[demo_1, demo_2]", "start=396", "stop=416", "height=64", "width=64"):
+        args += ["--source-option", option]
+    assert main(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["episodes"] == 2
     assert main(["validate", str(out)]) == 0
@@ -208,3 +207,20 @@ def test_reannotate_job_end_to_end(demos, tmp_path):
     assert list(root["meta/episode_ends"][:]) == [20, 40]
     # the close of demo_1 at 408 (396 + 12 < k <= 396 + 19) + the last frame of each episode
     assert root["data/keyframe"][:].sum() == 3
+
+
+def test_eval_depth_scores_backends_against_the_simulator_depth(demos, capsys):
+    import json
+
+    from appf.launch.cli import main
+
+    lift = demos / "lift" / "demo.hdf5"
+    assert main(["eval", "depth", "--robosuite", str(lift), "--frames", "2", "--height", "48",
+                 "--width", "48", "--backend", "ground_truth,sensor_fill", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cases"] == ["demo.hdf5 demo_1 agentview state 0",
+                               "demo.hdf5 demo_1 agentview state 241"]
+    exact, filled = report["mean"]["ground_truth"], report["mean"]["sensor_fill"]
+    # ground truth passes the holed "sensor" depth through: exact where it has depth, holes left
+    assert exact["abs_rel"] == 0.0 and exact["delta1"] == 1.0 and 0.5 < exact["coverage"] < 1.0
+    assert filled["coverage"] > exact["coverage"] and filled["abs_rel"] < 0.1  # 0.053 measured

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from appf.schemas import AppfError
+from appf.schemas import AppfError, ConfigError
 
 
 def _reannotate(args: argparse.Namespace) -> int:
@@ -29,6 +29,7 @@ def _reannotate(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             source_options[key] = value
+    source_options.update(_source_option_pairs(args.source_option or []))
     cfg.source_options = source_options
     print(f"[appf] reannotate: source {cfg.source} {source_options} -> {cfg.out} "
           f"(runner {cfg.runner}, {cfg.workers} worker(s), zarr format {cfg.zarr_format})",
@@ -37,6 +38,22 @@ def _reannotate(args: argparse.Namespace) -> int:
         summary = run_job(cfg, options)
     print(summary.text())
     return 0
+
+
+def _source_option_pairs(pairs: list[str]) -> dict:
+    """`KEY=VALUE` pairs, each VALUE read as YAML (`cameras=[agentview]`, `stop=40`)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--source-option wants KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--source-option {key}: cannot read {value!r} as YAML: {e}") from e
+    return out
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -90,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", help="input path of the dataset (sources that read files)")
     r.add_argument("--episodes", type=int, help="number of episodes (synthetic source)")
     r.add_argument("--seed", type=int, help="seed (synthetic source)")
+    r.add_argument("--source-option", action="append", metavar="KEY=VALUE",
+                   help="a source option (VALUE read as YAML), repeatable: e.g. "
+                        "--source-option cameras=[agentview] --source-option height=256")
     r.add_argument("--out", help="output directory (default ./out)")
     r.add_argument("--config", help="YAML/JSON job config; command-line flags win")
     r.add_argument("--runner", choices=["local", "dask"], help="default local")

@@ -60,6 +60,11 @@ def register(subparsers: Any) -> None:
     dsrc.add_argument("--rgb", help="RGB image")
     dsrc.add_argument("--synthetic", action="store_true",
                       help="appf's synthetic scenes with simulated sensor holes")
+    dsrc.add_argument("--robosuite", metavar="DEMO.hdf5",
+                      help="frames replayed from a robosuite / robomimic demo file (exact "
+                           "simulator depth; simulated sensor holes for completion backends)")
+    dp.add_argument("--demo", help="demo of --robosuite (default: the file's first)")
+    dp.add_argument("--camera", default="agentview", help="camera of --robosuite (default agentview)")
     dp.add_argument("--sensor-depth", help="sensor depth (PNG mm / NPY / NPZ / PFM metres; 0 = hole)")
     dp.add_argument("--gt-depth", help="ground-truth depth, same formats")
     dp.add_argument("--depth-scale", type=float, default=0.001,
@@ -67,7 +72,8 @@ def register(subparsers: Any) -> None:
     for k in ("fx", "fy", "cx", "cy"):
         dp.add_argument(f"--{k}", type=float, help=f"intrinsics {k}, px (default: a 60 degree "
                                                    "field of view centred)")
-    dp.add_argument("--backend", default="sensor_fill", help="depth backend (default sensor_fill)")
+    dp.add_argument("--backend", default="sensor_fill",
+                    help="depth backend, or several separated by commas (default sensor_fill)")
     _synthetic_options(dp, frames=2)
     dp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     dp.set_defaults(func=_eval_depth)
@@ -151,10 +157,37 @@ def _stereo_cases(args: argparse.Namespace) -> list[Any]:
     return [StereoCase(Path(args.left).name, left, right, gt, args.fx, args.baseline_m, args.doffs)]
 
 
+def _robosuite_frames(args: argparse.Namespace) -> tuple[Any, list[int], str]:
+    """One camera of `--frames` states spread evenly over a replayed demo."""
+    from appf.pipelines.sources.robosuite import RobosuiteSource, list_demos
+
+    if args.frames < 1:
+        raise ConfigError(f"--frames must be >= 1, got {args.frames}")
+    demo = args.demo or next(iter(list_demos(Path(args.robosuite))), None)
+    if demo is None:
+        raise ConfigError(f"{args.robosuite}: no demo_* group under data/")
+    import h5py
+
+    with h5py.File(args.robosuite, "r") as f:
+        n_states = len(f[f"data/{demo}/states"])
+    stride = max(1, n_states // args.frames)
+    source = RobosuiteSource(input=args.robosuite, cameras=[args.camera], height=args.height,
+                             width=args.width, demos=[demo], stride=stride,
+                             stop=stride * args.frames)
+    episode = source.read(source.list_refs()[0])
+    return episode.cameras[args.camera], list(episode.metadata["state_indices"]), demo
+
+
 def _rgbd_cases(args: argparse.Namespace) -> list[Any]:
     from appf.annotators.depth.evaluate import RgbdCase, simulate_sensor_holes
     from appf.transforms.stereo_io import decode_depth, decode_image
 
+    if args.robosuite:
+        cam, states, demo = _robosuite_frames(args)
+        return [RgbdCase(f"{Path(args.robosuite).name} {demo} {cam.name} state {s}", cam.rgb[i],
+                         simulate_sensor_holes(cam.depth[i], seed=args.seed * 1000 + i),
+                         np.asarray(cam.depth[i]), np.asarray(cam.intrinsics, dtype=np.float64))
+                for i, s in enumerate(states)]
     if args.synthetic:
         cam, frames = _synthetic_frames(args)
         return [RgbdCase(f"synthetic seed {args.seed} frame {t}", cam.rgb[t],
@@ -246,8 +279,10 @@ def _eval_depth(args: argparse.Namespace) -> int:
     from appf.annotators.depth.evaluate import evaluate_rgbd
 
     cases = _rgbd_cases(args)
-    annotator = _load_backend(args.backend)
-    results = {args.backend: [evaluate_rgbd(annotator, case) for case in cases]}
+    results = {}
+    for name in [b.strip() for b in args.backend.split(",") if b.strip()]:
+        annotator = _load_backend(name)
+        results[name] = [evaluate_rgbd(annotator, case) for case in cases]
     _report(args, results, [c.name for c in cases], _DEPTH_COLUMNS)
     return 0
 
