@@ -55,8 +55,7 @@ def test_flip_rows_flips_only_rows():
     assert out.flags.c_contiguous
 
 
-def test_quaternion_order_and_gripper_closure():
-    np.testing.assert_array_equal(sc.quat_wxyz_to_xyzw(np.array([1.0, 2, 3, 4])), [2, 3, 4, 1])
+def test_gripper_closure_from_finger_joints():
     fingers = np.array([[0.04, -0.04], [0.03, -0.03], [0.0225, -0.0225], [0.0225, -0.0225]])
     w = sc.finger_width_m(fingers)
     np.testing.assert_allclose(w, [0.08, 0.06, 0.045, 0.045])

@@ -58,12 +58,6 @@ def T_world_cam_opencv(cam_xpos: np.ndarray, cam_xmat: np.ndarray) -> np.ndarray
     return T @ OPENGL_TO_OPENCV
 
 
-def quat_wxyz_to_xyzw(q: np.ndarray) -> np.ndarray:
-    """MuJoCo quaternions (w, x, y, z) -> appf's (x, y, z, w), last axis."""
-    q = np.asarray(q, dtype=np.float64)
-    return np.concatenate([q[..., 1:], q[..., :1]], axis=-1)
-
-
 def finger_width_m(finger_qpos: np.ndarray) -> np.ndarray:
     """Panda finger opening (T,) metres from the two finger joints (T, 2) = [+q, -q]."""
     q = np.asarray(finger_qpos, dtype=np.float64)

@@ -39,7 +39,9 @@ from appf.schemas import (CameraStream, ConfigError, Episode, EpisodeRef, RobotI
                           Steps)
 from appf.simreplay.client import ReplayFailed, SimUnavailableError, shared_worker, sim_python
 from appf.transforms import sim_camera as sc
-from appf.transforms.geometry import invert_rigid, matrix_to_pose, pose_to_matrix
+from appf.pipelines.sources._sim_io import (constant_or_none, world_cam_to_base,
+                                            world_pose7_to_base, wxyz_to_xyzw)
+from appf.transforms.geometry import invert_rigid
 
 DATASET = "robosuite"
 DEFAULT_CAMERAS = ("agentview", "robot0_eye_in_hand")
@@ -93,14 +95,16 @@ def _lower_camel(name: str) -> str:
 
 
 def _camera_stream(cam: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
-                   T_base_world: np.ndarray, segments: tuple) -> CameraStream:
+                   T_world_base: np.ndarray, segments: tuple) -> CameraStream:
     rgb = sc.flip_rows(arrays[f"rgb/{cam}"])
     h, w = rgb.shape[1:3]
-    T = T_base_world @ sc.T_world_cam_opencv(arrays[f"cam_xpos/{cam}"], arrays[f"cam_xmat/{cam}"])
+    T = world_cam_to_base(T_world_base,
+                          sc.T_world_cam_opencv(arrays[f"cam_xpos/{cam}"], arrays[f"cam_xmat/{cam}"]))
+    fixed = constant_or_none(T, atol=1e-9)
     return CameraStream(
         name=cam, rgb=rgb,
         intrinsics=sc.intrinsics_from_fovy(meta["camera_fovy_deg"][cam], h, w),
-        T_base_cam=T[0] if np.allclose(T, T[0], atol=1e-9) else T,
+        T_base_cam=T if fixed is None else fixed,
         depth=sc.depth_m_from_zbuffer(sc.flip_rows(arrays[f"zbuffer/{cam}"]), meta["near_m"],
                                       meta["far_m"]),
         segmentation=(sc.flip_rows(arrays[f"geom/{cam}"]) + 1).astype(np.int32),
@@ -115,10 +119,9 @@ def _segments(meta: dict[str, Any]) -> tuple:
 
 
 def _robot_steps(meta: dict[str, Any], arrays: dict[str, np.ndarray],
-                 T_base_world: np.ndarray) -> Steps:
-    pos, quat = arrays["eef_pos"], sc.quat_wxyz_to_xyzw(arrays["eef_quat_wxyz"])
-    T_world_ee = pose_to_matrix(np.concatenate([pos, quat], axis=-1))
-    ee = matrix_to_pose(T_base_world @ T_world_ee)
+                 T_world_base: np.ndarray) -> Steps:
+    ee_world = np.concatenate([arrays["eef_pos"], wxyz_to_xyzw(arrays["eef_quat_wxyz"])], axis=-1)
+    ee = world_pose7_to_base(T_world_base, ee_world)
     fingers = arrays["finger_qpos"]
     gripper = np.stack([sc.gripper_closure(sc.finger_width_m(fingers[:, a]),
                                            meta["open_finger_width_m"])
@@ -169,6 +172,7 @@ class RobosuiteSource:
         # Robot base frame of robosuite's table tasks: the table top is at z = -0.112 m.
         default_crop=((-0.1, -0.5, -0.115), (1.0, 0.5, 0.6)),
     )
+    selection_options = ("demos",)  # a demo replays the same whichever others are chosen
 
     def __init__(self, input: str | None = None, cameras: list[str] | tuple[str, ...] = DEFAULT_CAMERAS,
                  height: int = 128, width: int = 128, demos: list[str] | int | None = None,
@@ -230,13 +234,13 @@ class RobosuiteSource:
 
     def read(self, ref: EpisodeRef) -> Episode:
         meta, arrays = self._replay(ref)
-        T_base_world = invert_rigid(np.asarray(meta["T_world_base"], dtype=np.float64))
+        T_world_base = np.asarray(meta["T_world_base"], dtype=np.float64)
         segments = _segments(meta)
-        cameras = {c: _camera_stream(c, meta, arrays, T_base_world, segments) for c in self.cameras}
-        return self._assemble(ref, meta, arrays, T_base_world, cameras)
+        cameras = {c: _camera_stream(c, meta, arrays, T_world_base, segments) for c in self.cameras}
+        return self._assemble(ref, meta, arrays, T_world_base, cameras)
 
     def _assemble(self, ref: EpisodeRef, meta: dict[str, Any], arrays: dict[str, np.ndarray],
-                  T_base_world: np.ndarray, cameras: dict[str, CameraStream]) -> Episode:
+                  T_world_base: np.ndarray, cameras: dict[str, CameraStream]) -> Episode:
         env = meta["env_name"]
         language = meta["language"] or TASK_LANGUAGE.get(env, _lower_camel(env))
         drift = np.asarray(arrays["qpos_drift"])
@@ -244,7 +248,7 @@ class RobosuiteSource:
             dataset=DATASET, episode_id=ref.episode_id, language_instruction=language,
             robot=RobotInfo("+".join(meta["robot_names"]), len(meta["robot_names"])),
             control_hz=meta["control_freq_hz"] / self.stride,
-            steps=_robot_steps(meta, arrays, T_base_world), cameras=cameras,
+            steps=_robot_steps(meta, arrays, T_world_base), cameras=cameras,
             action_space=ACTION_SPACE,
             conversions=[
                 "images: MuJoCo bottom-up rows flipped vertically (rows only)",
@@ -259,11 +263,11 @@ class RobosuiteSource:
             ],
             metadata={
                 "env_name": env, "replay": meta["replay"],
-                "T_world_base": np.asarray(meta["T_world_base"], dtype=np.float64), "versions": meta["versions"],
+                "T_world_base": T_world_base, "versions": meta["versions"],
                 "state_indices": np.asarray(arrays["frames"]),
                 "num_states": meta["num_states"], "qpos_drift": drift,
                 "qpos_drift_max": float(drift.max(initial=0.0)),
                 **_command_events(arrays["actions"]),
-                **_scene_metadata(meta, arrays, T_base_world),
+                **_scene_metadata(meta, arrays, invert_rigid(T_world_base)),
             },
         )
