@@ -69,6 +69,15 @@ def mask_backend_unavailable(name: str) -> str | None:
     return check() if check else None
 
 
+def mask_provenance(name: str) -> str:
+    """`name@weights_id:revision` of mask backend `name` as pinned (nothing is loaded; "none"
+    when masks are off, the name alone for weight-free backends)."""
+    if name == "none":
+        return "none"
+    masker = make_masker(name)
+    return f"{name}@{masker.weights_id}:{masker.revision}" if masker.weights_id else name
+
+
 def make_masker(name: str) -> Masker:
     if name not in MASK_BACKENDS:
         raise ConfigError(f"unknown mask backend {name!r}; available: {sorted(MASK_BACKENDS)}")

@@ -20,6 +20,7 @@ def _reannotate(args: argparse.Namespace) -> int:
         "source": args.source, "out": args.out, "runner": args.runner, "workers": args.workers,
         "dask_address": args.dask_address, "zarr_format": args.zarr_format, "depth": args.depth,
         "masks": args.masks, "n_points": args.n_points, "mask_mode": args.mask_mode,
+        "store_masks": args.store_masks,
         "episodes_per_shard": args.episodes_per_shard,
     }
     cfg = (JobConfig.from_file(args.config, **overrides) if args.config
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--masks", help="mask backend (default: the source's; 'none' to skip)")
     r.add_argument("--mask-mode", choices=["none", "no_robot", "task_objects", "foreground"],
                    help="restrict point clouds by mask (default none)")
+    r.add_argument("--store-masks", action="store_true", default=None,
+                   help="also write each camera's mask labels into the shards (masks/<camera>)")
     r.add_argument("--n-points", type=int, help="points per frame (default 1024)")
     r.add_argument("--episodes-per-shard", type=int, help="default 16")
     r.set_defaults(func=_reannotate)

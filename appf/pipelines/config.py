@@ -37,6 +37,7 @@ class JobConfig:
     isolated_min_neighbors: int = 6
     fps_method: str = "fast"
     mask_mode: str = "none"  # none | no_robot | task_objects | foreground (robot + task objects)
+    store_masks: bool = False  # write each camera's mask labels into the shard (masks/<camera>)
     cameras: list[str] | None = None  # None = every camera with depth after the depth pass
     sft_camera: str | None = None  # None = the first camera
     depth: str = "auto"  # auto = the source's default backend

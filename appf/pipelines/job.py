@@ -14,7 +14,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from appf import __version__
-from appf.annotators.registry import mask_backend_unavailable
+from appf.annotators.registry import mask_backend_unavailable, mask_provenance
 from appf.pipelines.config import JobConfig
 from appf.pipelines.graph import NS, build_pipeline
 from appf.pipelines.progress import ProgressMonitor, staged_counts
@@ -154,6 +154,7 @@ def _shard_attributes(cfg: JobConfig, source, depth_backend: str, mask_backend: 
         "appf_schema_version": SCHEMA_VERSION, "appf_code_version": __version__,
         "config_hash": cfg.config_hash(), "source": cfg.source,
         "depth_backend": depth_backend, "mask_backend": mask_backend,
+        "mask_provenance": mask_provenance(mask_backend), "store_masks": cfg.store_masks,
         "crop_box": cfg.crop if cfg.crop is not None else source.info.default_crop,
         "n_points": cfg.n_points, "mask_mode": cfg.mask_mode, "fps_method": cfg.fps_method,
         "frame": "robot base", "point_cloud_channels": ["x", "y", "z", "r", "g", "b"],
@@ -184,8 +185,9 @@ def _finish(out: Location, cfg: JobConfig, plan, attributes: dict) -> dict:
         raise RuntimeError(f"the pipeline finished but shard(s) {missing} have no commit marker; "
                            f"re-run the same command to resume")
     out.delete_tree(layout.STAGING_DIR)
-    provenance = {k: attributes[k] for k in ("depth_backend", "mask_backend", "crop_box",
-                                             "n_points", "mask_mode", "fps_method")}
+    provenance = {k: attributes[k] for k in ("depth_backend", "mask_backend", "mask_provenance",
+                                             "store_masks", "crop_box", "n_points", "mask_mode",
+                                             "fps_method")}
     manifest = manifest_dict(cfg.output_dict(), cfg.config_hash(), [cfg.source], commits,
                              len(plan.index_of), provenance)
     write_manifest(out, manifest)

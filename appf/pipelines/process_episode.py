@@ -7,7 +7,7 @@ import numpy as np
 
 from appf.annotators.protocols import LABEL_BACKGROUND, LABEL_ROBOT, LABEL_TASK_OBJECT
 from appf.pipelines.config import JobConfig
-from appf.pipelines.processed import ProcessedEpisode
+from appf.pipelines.processed import MASK_ARRAY_PREFIX, ProcessedEpisode
 from appf.pipelines.sft_records import sft_table
 from appf.schemas import Episode, materialize
 from appf.transforms.crop import CropBox
@@ -120,6 +120,9 @@ def process_episode(ep: Episode, labels: dict[str, np.ndarray] | None, cfg: JobC
         "timestamp": np.asarray(ep.steps.timestamp, dtype=np.float64),
         "keyframe": keyframe_mask(ep.num_steps, kf.steps).astype(np.uint8),
     }
+    if cfg.store_masks and labels:
+        arrays.update({f"{MASK_ARRAY_PREFIX}{cam}": np.asarray(lab, np.uint8)
+                       for cam, lab in labels.items()})
     prov = dict(provenance or {})
     prov["depth"] = sorted({ep.cameras[c].depth_provenance for c in cameras})
     prov["cameras"] = cameras

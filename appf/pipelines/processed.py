@@ -16,6 +16,8 @@ from appf.schemas import SFT_SCHEMA
 from appf.storage import Location
 
 # Per-step arrays of a processed episode, in shard order; all share the first dimension T.
+# Per-camera mask labels (T, H, W) uint8, present when the job stores masks: "mask.<camera>".
+MASK_ARRAY_PREFIX = "mask."
 STEP_ARRAYS = (
     "point_cloud",      # (T, N, 6) float32: xyz base frame (m) + rgb [0, 1]
     "point_label",      # (T, N) uint8: 0 background, 1 robot, 2 task object

@@ -15,7 +15,7 @@ import zarr
 from numcodecs import Blosc
 from zarr.codecs import BloscCodec
 
-from appf.pipelines.processed import STEP_ARRAYS, ProcessedEpisode
+from appf.pipelines.processed import MASK_ARRAY_PREFIX, STEP_ARRAYS, ProcessedEpisode
 from appf.storage import Location, encode_store, open_group, write_store_objects
 from appf.storage.layout import shard_name  # noqa: F401 - re-exported for callers
 
@@ -47,6 +47,24 @@ def _write_array(group: zarr.Group, name: str, data: np.ndarray, zarr_format: in
         arr[...] = data
 
 
+def _write_masks(root: zarr.Group, episodes: Sequence[ProcessedEpisode], zarr_format: int,
+                 chunk_frames: int) -> None:
+    """Stored masks (job option store_masks): masks/<camera> (frames, H, W) uint8 labels, in the
+    same frame order as data/ (meta/episode_ends applies), Blosc-compressed like every array."""
+    keys = sorted({k for ep in episodes for k in ep.arrays if k.startswith(MASK_ARRAY_PREFIX)})
+    if not keys:
+        return
+    group = root.create_group("masks")
+    for key in keys:
+        parts = [ep.arrays.get(key) for ep in episodes]
+        shapes = {None if p is None else p.shape[1:] for p in parts}
+        if len(shapes) != 1 or None in shapes:
+            raise ValueError(f"stored masks {key!r}: every episode of a shard needs this camera "
+                             f"at one image size, got {sorted(map(str, shapes))}")
+        _write_array(group, key[len(MASK_ARRAY_PREFIX):], np.concatenate(parts, axis=0),
+                     zarr_format, chunk_frames)
+
+
 def _build_replay_buffer(root: zarr.Group, episodes: Sequence[ProcessedEpisode],
                          attributes: dict[str, Any], zarr_format: int, chunk_frames: int) -> None:
     data = root.create_group("data")
@@ -54,6 +72,7 @@ def _build_replay_buffer(root: zarr.Group, episodes: Sequence[ProcessedEpisode],
     for key in STEP_ARRAYS:
         parts = [ep.arrays[key] for ep in episodes]
         _write_array(data, key, np.concatenate(parts, axis=0), zarr_format, chunk_frames)
+    _write_masks(root, episodes, zarr_format, chunk_frames)
     ends = np.cumsum([ep.num_frames for ep in episodes]).astype(np.int64)
     _write_array(meta, "episode_ends", ends, zarr_format, chunk_frames=max(1, len(ends)))
     ids = np.array([ep.episode_id for ep in episodes], dtype=str)  # fixed width '<U{n}'
