@@ -92,7 +92,7 @@ def test_sft_records(job3):
         p_base = transform_points(cam.T_base_cam_at(r["obs_frame"]), p_cam)
         np.testing.assert_allclose(p_base, ep.steps.ee_pose[r["target_frame"], 0, :3], atol=1e-6)
         assert r["messages"][0]["content"][0]["type"] == "image"
-        assert r["image"][:2] == b"\xff\xd8"  # JPEG
+        assert r["image"]["bytes"][:2] == b"\xff\xd8"  # JPEG (HF Image struct: bytes, path)
 
 
 def test_zarr_format_2_layout(tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from appf.pipelines.sinks.zarr_shards import open_shard
+from appf.schemas.tables import image_bytes
 
 
 def summary_text(out: str | Path) -> str:
@@ -83,7 +84,7 @@ def write_png(out: str | Path, png: str | Path, episode_id: str | None = None,
     e = ids.index(row["episode_id"])
     t = int((0 if e == 0 else ends[e - 1]) + row["obs_frame"])
     cloud = np.asarray(root["data/point_cloud"][t])
-    img = _decode(row["image"])
+    img = _decode(image_bytes(row["image"]))
     K = np.asarray(row["K"]).reshape(3, 3)
 
     fig = plt.figure(figsize=(15, 5))

@@ -71,7 +71,7 @@ def sft_table(ep: Episode, cam: CameraStream, rgb: np.ndarray, keyframe_steps: n
             "dataset": ep.dataset, "episode_id": ep.episode_id, "keyframe_index": i,
             "obs_frame": int(t.obs_step), "target_frame": int(t.target_step), "arm": int(t.arm),
             "camera": cam.name,
-            "image": encode_image(rgb[t.obs_step], image_format, jpeg_quality),
+            "image": {"bytes": encode_image(rgb[t.obs_step], image_format, jpeg_quality), "path": None},
             "image_format": image_format, "width": cam.width, "height": cam.height,
             "instruction": ep.language_instruction,
             "K": np.asarray(cam.intrinsics, dtype=np.float64).ravel().tolist(),

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 from appf.schemas.version import SCHEMA_VERSION
 
 _MESSAGE_CONTENT = pa.list_(pa.struct([("type", pa.string()), ("text", pa.string())]))
 _MESSAGE = pa.struct([("role", pa.string()), ("content", _MESSAGE_CONTENT)])
+
+# The Hugging Face `datasets` Image feature as `datasets.Features.arrow_schema` writes it: a struct
+# of the encoded file bytes and an optional path, declared in the schema's "huggingface" metadata.
+# `datasets.load_dataset` then yields PIL images and TRL's vision-language collator takes the rows
+# as they are; columns the metadata leaves out get their feature from the Arrow type.
+HF_IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+_HF_FEATURES = json.dumps({"info": {"features": {"image": {"_type": "Image"}}}})
 
 SFT_SCHEMA = pa.schema(
     [
@@ -18,7 +27,7 @@ SFT_SCHEMA = pa.schema(
         ("target_frame", pa.int32()),          # step of the keyframe (the target)
         ("arm", pa.int32()),
         ("camera", pa.string()),
-        ("image", pa.binary()),                # encoded image bytes
+        ("image", HF_IMAGE),                   # {"bytes": encoded image, "path": None}
         ("image_format", pa.string()),         # "jpeg" | "png"
         ("width", pa.int32()),
         ("height", pa.int32()),
@@ -32,7 +41,8 @@ SFT_SCHEMA = pa.schema(
         ("gripper_command", pa.float64()),     # 0 = open, 1 = closed
         ("messages", pa.list_(_MESSAGE)),
     ],
-    metadata={b"appf_schema_version": str(SCHEMA_VERSION).encode()},
+    metadata={b"appf_schema_version": str(SCHEMA_VERSION).encode(),
+              b"huggingface": _HF_FEATURES.encode()},
 )
 
 FAILURE_SCHEMA = pa.schema(
@@ -60,3 +70,14 @@ MANIFEST_SHARD_SCHEMA = pa.schema(
         ("checksum", pa.string()),          # sha256 over the shard's files, see sinks.checksum
     ]
 )
+
+
+def image_bytes(cell) -> bytes:
+    """The encoded image of an SFT `image` cell: the HF Image struct {"bytes", "path"}, or raw bytes
+    (records written before the column became an Image feature)."""
+    if isinstance(cell, dict):
+        if cell.get("bytes") is None:
+            raise ValueError(f"SFT image cell has no bytes (path {cell.get('path')!r}); appf writes "
+                             "the encoded image into the record")
+        return cell["bytes"]
+    return cell

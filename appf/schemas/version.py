@@ -1,3 +1,3 @@
 """Schema version written into every output; bump on any change of the on-disk layout."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2

@@ -15,12 +15,7 @@ tags:
 - appf
 - point-cloud
 - robotics
-configs:
-- config_name: sft
-  data_files: "sft/*.parquet"
-- config_name: failures
-  data_files: "failures/*.parquet"
----
+{configs}---
 
 # appf re-annotated dataset: {sources}
 
@@ -62,10 +57,21 @@ def zarr2_hint(zarr_format: int, out: str | Path) -> str:
             f"`appf export dp3 {out} --to FILE.zarr` (one store) or re-run with --zarr-format 2.")
 
 
+def configs_block(counts: dict[str, Any]) -> str:
+    """The Hub `configs:` block: one config per table that has rows. `datasets` cannot build a
+    split of zero rows ('Instruction "train" corresponds to no data!'), so an empty table (a run
+    without failures) is left out rather than listed as a config that fails to load."""
+    tables = [("sft", "sft/*.parquet", counts["sft_records"]),
+              ("failures", "failures/*.parquet", counts["failures"])]
+    lines = [f'- config_name: {name}\n  data_files: "{files}"\n' for name, files, rows in tables if rows]
+    return "configs:\n" + "".join(lines) if lines else ""
+
+
 def write_dataset_card(out: str | Path | Location, manifest: dict[str, Any]) -> str:
     """Write `<out>/README.md`; returns its URL (or absolute local path)."""
     c, prov = manifest["counts"], manifest["provenance"]
     text = _CARD.format(
+        configs=configs_block(c),
         sources=", ".join(manifest["sources"]), code_version=manifest["code_version"],
         schema_version=manifest["schema_version"], config_hash=manifest["config_hash"],
         episodes=c["episodes"], planned=c["planned_episodes"], frames=c["frames"],

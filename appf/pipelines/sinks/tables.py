@@ -14,12 +14,21 @@ from appf.pipelines.sinks.atomic import temp_path
 from appf.schemas import FAILURE_SCHEMA
 
 
+def write_table(table: pa.Table, where) -> None:
+    """`table` as zstd Parquet to a path or file object. A table without rows gets ZERO row groups:
+    pyarrow would write one empty group, and Arrow's dataset scanner (used by
+    `datasets.load_dataset`) fails on it with "BatchSize must be greater than 0"."""
+    with pq.ParquetWriter(where, table.schema, compression="zstd") as writer:
+        if table.num_rows:
+            writer.write_table(table)
+
+
 def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        write_table(table, tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -30,7 +39,7 @@ def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
 def parquet_bytes(table: pa.Table) -> bytes:
     """The Parquet file of `table` (zstd), as written by `write_parquet_atomic`."""
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    write_table(table, buf)
     return buf.getvalue()
 
 

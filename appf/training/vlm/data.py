@@ -23,6 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from appf.schemas import SFT_SCHEMA
+from appf.schemas.tables import image_bytes
 from appf.training.errors import TrainingError
 
 _NUM = r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
@@ -75,7 +76,7 @@ def chat_sample(record: dict[str, Any]) -> dict[str, Any]:
     n_images = sum(c["type"] == "image" for m in messages for c in m["content"])
     if n_images != 1:
         raise TrainingError(f"{where}: expected 1 image placeholder in the messages, found {n_images}")
-    image = Image.open(io.BytesIO(record["image"])).convert("RGB")
+    image = Image.open(io.BytesIO(image_bytes(record["image"]))).convert("RGB")
     return {"messages": messages, "images": [image]}
 
 
