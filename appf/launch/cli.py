@@ -11,27 +11,32 @@ import sys
 from appf.schemas import AppfError, ConfigError
 
 
-def _reannotate(args: argparse.Namespace) -> int:
-    from appf.launch.runners import pipeline_options
+def job_config_from_args(args: argparse.Namespace):
+    """The job config from `--config` (if any) and the command-line flags present in `args`."""
     from appf.pipelines.config import JobConfig
-    from appf.pipelines.job import run_job
 
-    overrides = {
-        "source": args.source, "out": args.out, "runner": args.runner, "workers": args.workers,
-        "dask_address": args.dask_address, "zarr_format": args.zarr_format, "depth": args.depth,
-        "masks": args.masks, "n_points": args.n_points, "mask_mode": args.mask_mode,
-        "store_masks": args.store_masks,
-        "episodes_per_shard": args.episodes_per_shard,
-    }
-    cfg = (JobConfig.from_file(args.config, **overrides) if args.config
+    flags = ("source", "out", "runner", "workers", "dask_address", "zarr_format", "depth", "masks",
+             "n_points", "mask_mode", "store_masks", "episodes_per_shard")
+    overrides = {k: getattr(args, k, None) for k in flags}
+    config = getattr(args, "config", None)
+    cfg = (JobConfig.from_file(config, **overrides) if config
            else JobConfig.from_dict({k: v for k, v in overrides.items() if v is not None}))
     source_options = dict(cfg.source_options)
     for key in ("episodes", "input", "seed"):
-        value = getattr(args, key)
+        value = getattr(args, key, None)
         if value is not None:
             source_options[key] = value
     source_options.update(_source_option_pairs(args.source_option or []))
     cfg.source_options = source_options
+    return cfg
+
+
+def _reannotate(args: argparse.Namespace) -> int:
+    from appf.launch.runners import pipeline_options
+    from appf.pipelines.job import run_job
+
+    cfg = job_config_from_args(args)
+    source_options = cfg.source_options
     print(f"[appf] reannotate: source {cfg.source} {source_options} -> {cfg.out} "
           f"(runner {cfg.runner}, {cfg.workers} worker(s), zarr format {cfg.zarr_format})",
           file=sys.stderr)
@@ -95,7 +100,7 @@ def _sources(args: argparse.Namespace) -> int:
 
 # Modules that add their own subcommands through `register(subparsers)`.
 _PLUGIN_COMMANDS: tuple[str, ...] = ("appf.launch.depth_cli", "appf.launch.train_cli",
-                                     "appf.launch.export_cli")
+                                     "appf.launch.export_cli", "appf.launch.jobs_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ import getpass
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -60,6 +61,33 @@ def _write_holder(fd: int, info: dict[str, Any]) -> None:
         pass  # the lock itself is held; the holder note is best effort (e.g. disk full)
 
 
+def _try_flock(fd: int, mode: int, wait_s: float) -> bool:
+    """Non-blocking flock, retried for `wait_s` (a status probe holds the lock for an instant)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+def lock_holder(out: str | Path) -> dict[str, Any] | None:
+    """The running job's holder note, or None when no job holds the output. Writes nothing."""
+    try:
+        fd = os.open(Path(out) / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        if _try_flock(fd, fcntl.LOCK_SH, wait_s=0):
+            return None  # closing the descriptor below drops the probe's lock
+        return _read_holder(fd) or {"pid": "?"}
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def local_job_lock(out: str | Path) -> Iterator[dict[str, Any]]:
     """Hold the output's lock for the duration of the context, or raise JobLockedError."""
@@ -67,12 +95,10 @@ def local_job_lock(out: str | Path) -> Iterator[dict[str, Any]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # unbuffered: nothing to flush on close
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_flock(fd, fcntl.LOCK_EX, wait_s=1.0):
             raise JobLockedError(
                 f"{out} is in use by another appf job ({describe_holder(_read_holder(fd))}); "
-                "wait for it to finish (`appf status` shows its progress) or stop it") from None
+                "wait for it to finish (`appf status` shows its progress) or stop it")
         info = holder_info()
         _write_holder(fd, info)
         yield info

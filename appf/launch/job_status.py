@@ -1,0 +1,102 @@
+"""`appf status OUT`: progress of a job from what it has committed (plan, markers, staging, lock),
+while it runs or after. Reads only; never takes the lock."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appf.pipelines.job_lock import LOCK_FILE, describe_holder, lock_holder
+from appf.pipelines.progress import format_eta, staged_counts
+from appf.pipelines.shard_plan import read_plan
+from appf.pipelines.sinks.commits import commit_path, read_commits
+from appf.schemas import AppfError
+
+
+@dataclass
+class JobStatus:
+    planned_episodes: int
+    planned_shards: int
+    committed_shards: int
+    done_episodes: int  # written or failed, in committed shards or staged
+    written_episodes: int
+    frames: int
+    failures_by_stage: dict[str, int] = field(default_factory=dict)
+    holder: dict | None = None  # the running job, if any
+    rate_episodes_per_s: float | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.planned_shards > 0 and self.committed_shards == self.planned_shards
+
+    def eta_s(self) -> float | None:
+        if not self.rate_episodes_per_s:
+            return None
+        return max(self.planned_episodes - self.done_episodes, 0) / self.rate_episodes_per_s
+
+
+def _parse_time(text: str | None) -> float | None:
+    try:
+        return _dt.datetime.fromisoformat(text).timestamp() if text else None
+    except ValueError:
+        return None
+
+
+def _rate(out: Path, commits: dict, since: float | None, now: float) -> float | None:
+    """Episodes per second of the current (or last) run: episodes of the shards committed since
+    it started, over the time since then."""
+    if since is None:
+        return None
+    recent = [c for s, c in commits.items() if commit_path(out, s).stat().st_mtime >= since]
+    episodes = sum(c.episodes + c.failures for c in recent)
+    return episodes / (now - since) if episodes and now > since else None
+
+
+def job_status(out: str | Path, now: float | None = None) -> JobStatus:
+    out = Path(out)
+    if not out.is_dir() or not (out / LOCK_FILE).exists() and not (out / "manifest.json").exists():
+        raise AppfError(f"{out} is not an appf output (no {LOCK_FILE} or manifest.json); "
+                                "check the path")
+    plan = read_plan(out)
+    commits = read_commits(out)
+    holder = lock_holder(out)
+    now = now if now is not None else _dt.datetime.now(_dt.timezone.utc).timestamp()
+    by_stage: dict[str, int] = {}
+    for c in commits.values():
+        for stage, n in c.failures_by_stage.items():
+            by_stage[stage] = by_stage.get(stage, 0) + n
+    done, frames = staged_counts(out)
+    since = _parse_time((holder or _last_holder(out)).get("started_at"))
+    end = now if holder else max((commit_path(out, s).stat().st_mtime for s in commits), default=now)
+    return JobStatus(
+        planned_episodes=len(plan.index_of) if plan else sum(c.episodes + c.failures
+                                                             for c in commits.values()),
+        planned_shards=len(plan.shards()) if plan else len(commits),
+        committed_shards=len(commits), done_episodes=done,
+        written_episodes=sum(c.episodes for c in commits.values()), frames=frames,
+        failures_by_stage=by_stage, holder=holder, rate_episodes_per_s=_rate(out, commits, since, end))
+
+
+def _last_holder(out: Path) -> dict:
+    try:
+        return json.loads((out / LOCK_FILE).read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def status_text(st: JobStatus, out: str | Path) -> str:
+    state = (f"running ({describe_holder(st.holder)})" if st.holder
+             else "complete" if st.complete else "stopped (re-run the job to resume)")
+    fails = ", ".join(f"{k}: {v}" for k, v in sorted(st.failures_by_stage.items())) or "none"
+    rate = (f"{st.rate_episodes_per_s * 3600:.1f} episodes/h" if st.rate_episodes_per_s
+            else "unknown")
+    eta = st.eta_s()
+    eta_text = "-" if st.complete else (format_eta(eta) if eta is not None else "unknown")
+    return (f"{out}: {state}\n"
+            f"  episodes {st.done_episodes}/{st.planned_episodes} done "
+            f"({st.written_episodes} written in committed shards), frames {st.frames}\n"
+            f"  shards {st.committed_shards}/{st.planned_shards} committed\n"
+            f"  failures by stage: {fails}\n"
+            f"  rate {rate}, ETA {eta_text}")
