@@ -65,16 +65,16 @@ def make_refs(n: int):
 
 def test_status_of_finished_stopped_and_running_jobs(tmp_path, monkeypatch, capsys):
     out = tmp_path / "o"
-    real_write = graph.write_shard
+    real_write = graph.write_store_objects
     calls = {"n": 0}
 
-    def crash_on_second_shard(path, *args, **kwargs):
+    def crash_on_second_shard(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("simulated worker crash")
-        return real_write(path, *args, **kwargs)
+        return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(graph, "write_shard", crash_on_second_shard)
+    monkeypatch.setattr(graph, "write_store_objects", crash_on_second_shard)
     with pytest.raises(Exception, match="simulated worker crash"):
         run_local(cfg_with(out, 4))
     st = job_status(out)
@@ -95,7 +95,7 @@ def test_status_of_finished_stopped_and_running_jobs(tmp_path, monkeypatch, caps
         holder.kill()
         holder.wait()
 
-    monkeypatch.setattr(graph, "write_shard", real_write)
+    monkeypatch.setattr(graph, "write_store_objects", real_write)
     run_local(cfg_with(out, 4))
     st = job_status(out)
     assert st.complete and st.done_episodes == 4 and st.written_episodes == 4

@@ -4,7 +4,6 @@ without running it or writing anything."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from appf.launch.frame_costs import FrameCost, depth_cost, job_costs
 from appf.pipelines.config import JobConfig
@@ -12,6 +11,7 @@ from appf.pipelines.job import resolve_backends
 from appf.pipelines.shard_plan import update_plan, read_plan
 from appf.pipelines.sinks.commits import read_commits
 from appf.pipelines.sources import make_source
+from appf.storage import Location
 
 
 @dataclass
@@ -51,10 +51,10 @@ def plan_job(cfg: JobConfig, sample: int = 2) -> JobPlan:
     """Enumerate the input and apply the output's shard plan (if any) without writing."""
     source = make_source(cfg.source, cfg.source_options)
     depth, masks = resolve_backends(cfg, source.info)
-    out = Path(cfg.out)
+    out = Location(cfg.out)
     committed = set(read_commits(out))
     update = update_plan(read_plan(out), source.list_refs(), cfg.episodes_per_shard,
-                         committed, str(out))
+                         committed, out.url)
     todo = [r for r in update.refs if cfg.shard_of(r.index) not in committed]
     frames, cams = _sample_sizes(source, todo or update.refs, sample, cfg.cameras)
     return JobPlan(

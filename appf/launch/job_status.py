@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appf.pipelines.job_lock import LOCK_FILE, describe_holder, lock_holder
+from appf.pipelines.job_lock import describe_holder, lock_holder
 from appf.pipelines.progress import format_eta, staged_counts
 from appf.pipelines.shard_plan import read_plan
-from appf.pipelines.sinks.commits import commit_path, read_commits
+from appf.pipelines.sinks.commits import read_commits
 from appf.schemas import AppfError
+from appf.storage import Location, layout
 
 
 @dataclass
@@ -44,46 +46,58 @@ def _parse_time(text: str | None) -> float | None:
         return None
 
 
-def _rate(out: Path, commits: dict, since: float | None, now: float) -> float | None:
+def _marker_times(out: Location, commits: dict) -> dict[int, float]:
+    """When each marker was written (file mtime locally, LastModified on object stores)."""
+    return {s: out.fs.modified(out.path(layout.marker_key(s))).timestamp() for s in commits}
+
+
+def _rate(commits: dict, times: dict[int, float], since: float | None, end: float) -> float | None:
     """Episodes per second of the current (or last) run: episodes of the shards committed since
     it started, over the time since then."""
     if since is None:
         return None
-    recent = [c for s, c in commits.items() if commit_path(out, s).stat().st_mtime >= since]
-    episodes = sum(c.episodes + c.failures for c in recent)
-    return episodes / (now - since) if episodes and now > since else None
+    episodes = sum(c.episodes + c.failures for s, c in commits.items() if times[s] >= since)
+    return episodes / (end - since) if episodes and end > since else None
 
 
-def job_status(out: str | Path, now: float | None = None) -> JobStatus:
-    out = Path(out)
-    if not out.is_dir() or not (out / LOCK_FILE).exists() and not (out / "manifest.json").exists():
-        raise AppfError(f"{out} is not an appf output (no {LOCK_FILE} or manifest.json); "
-                                "check the path")
-    plan = read_plan(out)
-    commits = read_commits(out)
-    holder = lock_holder(out)
-    now = now if now is not None else _dt.datetime.now(_dt.timezone.utc).timestamp()
+def _holder_notes(out: Location) -> tuple[dict | None, dict]:
+    """(the running job's holder note or None, the last holder note written)."""
+    if out.is_local:
+        return lock_holder(out.local_path()), _last_holder(out)
+    return None, _last_holder(out)
+
+
+def _last_holder(out: Location) -> dict:
+    try:
+        return json.loads(out.read_text(layout.LOCK_FILE) or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def job_status(out: str | Path | Location, now: float | None = None) -> JobStatus:
+    """Progress of the job on `out` from its plan, markers, staging and lock; reads only."""
+    loc = out if isinstance(out, Location) else Location(out)
+    if not (loc.exists(layout.LOCK_FILE) or loc.exists(layout.MANIFEST)):
+        raise AppfError(f"{loc.url} is not an appf output (no {layout.LOCK_FILE} or "
+                        f"{layout.MANIFEST}); check the path")
+    plan, commits = read_plan(loc), read_commits(loc)
+    holder, last = _holder_notes(loc)
+    now = now if now is not None else time.time()
+    times = _marker_times(loc, commits)
     by_stage: dict[str, int] = {}
     for c in commits.values():
         for stage, n in c.failures_by_stage.items():
             by_stage[stage] = by_stage.get(stage, 0) + n
-    done, frames = staged_counts(out)
-    since = _parse_time((holder or _last_holder(out)).get("started_at"))
-    end = now if holder else max((commit_path(out, s).stat().st_mtime for s in commits), default=now)
+    done, frames = staged_counts(loc)
+    end = now if holder else max(times.values(), default=now)
     return JobStatus(
         planned_episodes=len(plan.index_of) if plan else sum(c.episodes + c.failures
                                                              for c in commits.values()),
         planned_shards=len(plan.shards()) if plan else len(commits),
         committed_shards=len(commits), done_episodes=done,
         written_episodes=sum(c.episodes for c in commits.values()), frames=frames,
-        failures_by_stage=by_stage, holder=holder, rate_episodes_per_s=_rate(out, commits, since, end))
-
-
-def _last_holder(out: Path) -> dict:
-    try:
-        return json.loads((out / LOCK_FILE).read_text() or "{}")
-    except (OSError, ValueError):
-        return {}
+        failures_by_stage=by_stage, holder=holder,
+        rate_episodes_per_s=_rate(commits, times, _parse_time((holder or last).get("started_at")), end))
 
 
 def status_text(st: JobStatus, out: str | Path) -> str:

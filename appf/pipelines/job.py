@@ -29,8 +29,8 @@ from appf.schemas import SCHEMA_VERSION, AppfError, ConfigError
 from appf.storage import Location, clean_uncommitted, layout
 
 JOB_FILE = layout.JOB_FILE
-# where killed runs leave temps
-CONTROL_DIRS = (layout.COMMITS_DIR, layout.SFT_DIR, layout.FAILURES_DIR, layout.POINTCLOUDS_DIR)
+# where killed runs leave temporaries of control files (clean_uncommitted covers the shard units)
+CONTROL_DIRS = (layout.COMMITS_DIR,)
 
 
 @dataclass

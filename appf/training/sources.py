@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
-from appf.storage import is_url
+from appf.storage import Location, is_url, layout, read_markers
 from appf.training.errors import TrainingError
 
 # What each trainer needs from a published appf dataset (DESIGN §4 layout).
@@ -55,10 +55,15 @@ def resolve_dataset(spec: str | Path, patterns: Sequence[str], download: Downloa
 
     download = download or snapshot_download
     offline = constants.is_offline_mode()
+
+    def fetch(allow: Sequence[str]) -> Path:
+        return Path(download(repo_id=repo_id, repo_type="dataset", revision=revision or None,
+                             allow_patterns=list(allow), ignore_patterns=list(ignore) or None,
+                             cache_dir=cache_dir, local_files_only=offline))
+
     try:
-        local = download(repo_id=repo_id, repo_type="dataset", revision=revision or None,
-                         allow_patterns=list(patterns), ignore_patterns=list(ignore) or None,
-                         cache_dir=cache_dir, local_files_only=offline)
+        markers = fetch(("manifest.json", f"{layout.COMMITS_DIR}/*"))
+        local = fetch(committed_patterns(markers, patterns))
     except errors.LocalEntryNotFoundError as e:
         how = ("HF_HUB_OFFLINE is set and it is not in the local cache: run once online, or "
                f"`hf download {repo_id} --repo-type dataset`" if offline else
@@ -69,4 +74,20 @@ def resolve_dataset(spec: str | Path, patterns: Sequence[str], download: Downloa
                             "`hf auth login`)") from e
     except errors.RevisionNotFoundError as e:
         raise TrainingError(f"dataset {repo_id} has no revision {revision!r}") from e
-    return Path(local)
+    return local
+
+
+def committed_patterns(root: Path, patterns: Sequence[str]) -> list[str]:
+    """`patterns` narrowed to the committed shard units of the output at `root` (whose markers
+    are there): a pattern for shard files becomes one pattern per committed unit, so the download
+    never holds a shard that an interrupted publish left without its marker."""
+    commits = read_markers(Location(root))
+    units = (layout.POINTCLOUDS_DIR, layout.SFT_DIR, layout.FAILURES_DIR)
+    narrowed = [p for p in patterns if not p.startswith(units)]
+    for top in units:
+        if any(p.startswith(top) for p in patterns):
+            for c in commits.values():
+                key = {layout.POINTCLOUDS_DIR: c.path, layout.SFT_DIR: c.sft_path,
+                       layout.FAILURES_DIR: c.failures_path}[top]
+                narrowed += [f"{key}/*", key] if key else []
+    return narrowed + [f"{layout.COMMITS_DIR}/*"]

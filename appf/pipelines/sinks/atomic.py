@@ -1,13 +1,9 @@
-"""Control files written whole: temp file in the same directory, fsync, rename.
-
-A reader sees the old file or the new one, never a part; a failed write (disk full, killed
-process) leaves at most a `.NAME.tmp-XXXXXXXX` file, which `remove_stray_temps` cleans before the
-next run.
-"""
+"""Temporaries of whole-file local writes (`.NAME.tmp-XXXXXXXX`, see `appf.storage.Location`):
+a failed or killed write leaves at most such a file, which `remove_stray_temps` cleans before the
+next run."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -19,34 +15,6 @@ def temp_path(path: str | Path) -> Path:
     """A unique hidden sibling of `path` that `remove_stray_temps` recognises."""
     path = Path(path)
     return path.with_name(f".{path.name}{TEMP_MARK}{uuid.uuid4().hex[:8]}")
-
-
-def write_bytes_atomic(path: str | Path, data: bytes, durable: bool = True) -> Path:
-    """Write `data` to `path` so that `path` is either untouched or complete; `durable` also
-    fsyncs before the rename (control files: a power cut must not leave an empty one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.filename is None:  # a failed write() names no file: name the one being written
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def remove_stray_temps(root: str | Path, subdirs: tuple[str, ...] = ()) -> list[Path]:
