@@ -26,7 +26,7 @@ def job_config_from_args(args: argparse.Namespace):
         value = getattr(args, key, None)
         if value is not None:
             source_options[key] = value
-    source_options.update(_source_option_pairs(args.source_option or []))
+    source_options.update(_source_option_pairs(getattr(args, "source_option", None) or []))
     cfg.source_options = source_options
     return cfg
 

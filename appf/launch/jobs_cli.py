@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", help="input path of the dataset")
     p.add_argument("--episodes", type=int, help="number of episodes (synthetic source)")
     p.add_argument("--seed", type=int, help="seed (synthetic source)")
+    p.add_argument("--source-option", action="append", metavar="KEY=VALUE",
+                   help="one source option (repeatable), as for reannotate")
     p.add_argument("--out", help="output the job would write (its plan and commits are read)")
     p.add_argument("--depth", help="depth backend (default: the source's)")
     p.add_argument("--episodes-per-shard", type=int, help="default 16")
