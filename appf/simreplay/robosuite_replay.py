@@ -39,16 +39,23 @@ class Demo:
     actions: np.ndarray
     model_xml: str
     language: str
+    problem_name: str = ""  # LIBERO: the problem class (TASK_MAPPING key)
+    bddl_content: str = ""  # LIBERO: the task's BDDL as stored in the file
+
+    @property
+    def is_libero(self) -> bool:
+        return bool(self.problem_name)
 
 
-def _env_from_attrs(attrs: Any, where: str) -> tuple[str, dict[str, Any]]:
-    if "env_args" in attrs:  # robomimic / LIBERO: {"env_name", "type", "env_kwargs"}
+def _env_from_attrs(attrs: Any, where: str) -> tuple[str, dict[str, Any], str]:
+    """(env name, env kwargs, LIBERO problem name or "")."""
+    if "env_args" in attrs:  # robomimic / LIBERO: {"env_name", "type", "env_kwargs"[, "problem_name"]}
         args = json.loads(attrs["env_args"])
-        return str(args["env_name"]), dict(args.get("env_kwargs", {}))
+        return str(args["env_name"]), dict(args.get("env_kwargs", {})), str(args.get("problem_name", ""))
     if "env" in attrs:  # robosuite raw demo: env + env_info JSON
         info = json.loads(attrs["env_info"]) if "env_info" in attrs else {}
         info.pop("env_name", None)
-        return str(attrs["env"]), info
+        return str(attrs["env"]), info, ""
     raise ReplayError(f"{where}: data/ has neither an `env_args` nor an `env` attribute; "
                       "this is not a robosuite / robomimic / LIBERO demonstration file")
 
@@ -65,7 +72,8 @@ def read_demo(path: str, demo: str) -> Demo:
     with h5py.File(path, "r") as f:
         if "data" not in f or demo not in f["data"]:
             raise ReplayError(f"{where}: no group data/{demo}")
-        env_name, env_kwargs = _env_from_attrs(f["data"].attrs, where)
+        env_name, env_kwargs, problem = _env_from_attrs(f["data"].attrs, where)
+        bddl = str(f["data"].attrs.get("bddl_file_content", ""))
         g = f["data"][demo]
         for key in ("states", "actions"):
             if key not in g:
@@ -76,7 +84,11 @@ def read_demo(path: str, demo: str) -> Demo:
                               "MJCF model (old robosuite demos name a model file that is not "
                               "shipped with them); the scene cannot be rebuilt without it")
         demo_rec = Demo(path, demo, env_name, env_kwargs, np.asarray(g["states"], np.float64),
-                        np.asarray(g["actions"], np.float64), str(model_xml), _language(f["data"].attrs))
+                        np.asarray(g["actions"], np.float64), str(model_xml), _language(f["data"].attrs),
+                        problem, bddl)
+    if demo_rec.is_libero and not bddl:
+        raise ReplayError(f"{where}, field=bddl_file_content: a LIBERO file (problem "
+                          f"{problem!r}) without its BDDL; the scene cannot be rebuilt")
     if demo_rec.states.ndim != 2 or len(demo_rec.states) != len(demo_rec.actions):
         raise ReplayError(f"{where}, field=states: shape {demo_rec.states.shape} does not match "
                           f"actions {demo_rec.actions.shape} (one state per action)")
@@ -93,10 +105,14 @@ def make_env(demo: Demo, cameras: list[str], height: int, width: int) -> Any:
     kwargs.update(has_renderer=False, has_offscreen_renderer=True, ignore_done=True,
                   use_camera_obs=False, camera_names=list(cameras), camera_heights=height,
                   camera_widths=width)
+    if demo.is_libero:
+        from appf.simreplay.libero_scene import make_libero_env
+
+        return make_libero_env(demo, kwargs)
     if demo.env_name not in robosuite.ALL_ENVIRONMENTS:
         raise ReplayError(f"file={demo.path}, episode={demo.name}, field=env: environment "
                           f"{demo.env_name!r} is not a robosuite {robosuite.__version__} environment "
-                          "(LIBERO problem classes need the libero package, which is not installed)")
+                          "(nor a LIBERO file: no problem_name in env_args)")
     env = robosuite.make(demo.env_name, **kwargs)
     env.reset()
     return env
@@ -108,8 +124,8 @@ _ENV_CACHE: dict[str, Any] = {}
 def cached_env(demo: Demo, cameras: list[str], height: int, width: int) -> Any:
     """The env of the previous request when it was built the same way (building one costs
     seconds; each demo then loads its own stored model into it), else a new one."""
-    key = json.dumps([demo.env_name, demo.env_kwargs, cameras, height, width], sort_keys=True,
-                     default=str)
+    key = json.dumps([demo.env_name, demo.env_kwargs, demo.problem_name, demo.bddl_content,
+                      cameras, height, width], sort_keys=True, default=str)
     if key not in _ENV_CACHE:
         for old in _ENV_CACHE.values():
             old.close()
@@ -136,7 +152,13 @@ def load_stored_model(env: Any, demo: Demo, cameras: list[str], reflections: boo
     model), keep sites out of segmentation, check the cameras exist."""
     import mujoco
 
-    env.reset_from_xml_string(without_msaa(env.edit_model_xml(demo.model_xml)))
+    if demo.is_libero:
+        from appf.simreplay.libero_scene import relocate_libero_assets
+
+        xml = relocate_libero_assets(demo.model_xml)
+    else:
+        xml = env.edit_model_xml(demo.model_xml)
+    env.reset_from_xml_string(without_msaa(xml))
     env.sim.reset()
     env.sim.model.site_size[:] = 1e-8
     names = [env.sim.model.camera_id2name(i) for i in range(env.sim.model.ncam)]

