@@ -33,16 +33,16 @@ def run_lerobot(command: str, root: Path, npz: Path) -> None:
         raise RuntimeError(f"lerobot helper {command} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
 
 
-def frame_image(episode: int, t: int, camera: int) -> np.ndarray:
+def frame_image(episode: int, t: int, camera: int, h: int = H, w: int = W) -> np.ndarray:
     """A smooth, frame-specific picture (AV1-friendly): level by (episode, t, camera) + gradient."""
-    level = 30 + 11 * t + 60 * episode + 25 * camera
-    x = np.linspace(0, 40, W)[None, :, None]
-    y = np.linspace(0, 20, H)[:, None, None]
+    level = (30 + 11 * t + 60 * episode + 25 * camera) % 160
+    x = np.linspace(0, 40, w)[None, :, None]
+    y = np.linspace(0, 20, h)[:, None, None]
     rgb = np.concatenate([level + x + 0 * y, level + y + 0 * x, 200 - level + 0 * x + 0 * y], axis=2)
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def droid_episode(e: int, length: int) -> dict[str, np.ndarray]:
+def droid_episode(e: int, length: int, hw: tuple[int, int] = (H, W)) -> dict[str, np.ndarray]:
     """Per-frame arrays in the DROID 1.0.1 port's feature layout (port_droid.py)."""
     t = np.arange(length, dtype=np.float64)
     cart = np.stack([0.4 + 0.01 * t, -0.1 + 0.005 * t * (e + 1), 0.3 - 0.004 * t,
@@ -56,11 +56,11 @@ def droid_episode(e: int, length: int) -> dict[str, np.ndarray]:
            "camera_extrinsics.exterior_1_left": np.tile([0.1, 0.5, 0.6, -2.0, 0.0, -0.5], (length, 1))}
     out = {k: v.astype(np.float32) for k, v in out.items()}
     for c, cam in enumerate(CAMERAS):
-        out[f"observation.images.{cam}"] = np.stack([frame_image(e, i, c) for i in range(length)])
+        out[f"observation.images.{cam}"] = np.stack([frame_image(e, i, c, *hw) for i in range(length)])
     return out
 
 
-def droid_features() -> dict[str, dict]:
+def droid_features(hw: tuple[int, int] = (H, W)) -> dict[str, dict]:
     def vec(n: int, names: list[str] | None = None) -> dict:
         return {"dtype": "float32", "shape": [n], "names": {"axes": names} if names else None}
 
@@ -69,7 +69,7 @@ def droid_features() -> dict[str, dict]:
              "observation.state.joint_position": vec(7), "observation.state": vec(8), "action": vec(8),
              "camera_extrinsics.exterior_1_left": vec(6, ["x", "y", "z", "roll", "pitch", "yaw"])}
     for cam in CAMERAS:
-        feats[f"observation.images.{cam}"] = {"dtype": "video", "shape": [H, W, 3],
+        feats[f"observation.images.{cam}"] = {"dtype": "video", "shape": [*hw, 3],
                                               "names": ["height", "width", "channels"]}
     return feats
 
@@ -77,10 +77,11 @@ def droid_features() -> dict[str, dict]:
 EPISODES = ((6, "put the marker in the cup"), (9, "close the drawer"))
 
 
-def write_v30(root: Path, tmp: Path, episodes=EPISODES) -> list[dict[str, np.ndarray]]:
+def write_v30(root: Path, tmp: Path, episodes=EPISODES, hw: tuple[int, int] = (H, W)
+              ) -> list[dict[str, np.ndarray]]:
     """A DROID-layout v3.0 dataset written by lerobot 0.4.4; returns the arrays per episode."""
-    arrays = [droid_episode(e, n) for e, (n, _) in enumerate(episodes)]
-    spec = {"fps": FPS, "robot_type": "Franka", "features": droid_features(),
+    arrays = [droid_episode(e, n, hw) for e, (n, _) in enumerate(episodes)]
+    spec = {"fps": FPS, "robot_type": "Franka", "features": droid_features(hw),
             "episodes": [{"length": n, "task": task} for n, task in episodes]}
     npz = tmp / "lerobot_input.npz"
     np.savez(npz, spec=json.dumps(spec),

@@ -211,3 +211,38 @@ def test_registered(capsys):
 
     assert main(["sources"]) == 0
     assert "lerobot" in capsys.readouterr().out
+
+
+def test_video_slice_seeks_on_the_fps_grid_and_falls_back_off_it(tmp_path):
+    """Frames of a packed file are found by seeking (pts on the fps grid); a file whose timestamps
+    are off the grid is read by counting frames in decode order instead: same frames either way."""
+    import av
+    from fractions import Fraction
+
+    from appf.pipelines.sources._lerobot_io import VideoSlice
+    from fixtures_lerobot import frame_image
+
+    frames = np.stack([frame_image(0, t, 0) for t in range(40)])
+
+    def encode(path, pts_of):
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("libsvtav1", rate=FPS, options={"g": "8", "crf": "20", "preset": "12"})
+            s.width, s.height, s.pix_fmt, s.time_base = frames.shape[2], frames.shape[1], "yuv420p", Fraction(1, 1000)
+            for t, rgb in enumerate(frames):
+                f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                f.pts = pts_of(t)
+                for p in s.encode(f):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+
+    encode(tmp_path / "grid.mp4", lambda t: round(t * 1000 / FPS))
+    encode(tmp_path / "off.mp4", lambda t: t * 71)  # ~14 fps: not on the 15 fps grid
+    for name in ("grid.mp4", "off.mp4"):
+        loader = VideoSlice(tmp_path / name, 17, FPS, "episode_000003", "observation.images.x")
+        got = np.concatenate([loader(0, 5), loader(5, 12), loader(2, 4)])  # sequential, then backwards
+        want = np.concatenate([frames[17:22], frames[22:29], frames[19:21]])
+        assert_frames_match(got[:12], want[:12])
+        assert np.abs(got.astype(float) - want).mean() < MAX_MEAN_ABS_ERR
+    with pytest.raises(SourceError, match=r"frame.*file=.*grid.mp4, episode=episode_000003"):
+        VideoSlice(tmp_path / "grid.mp4", 35, FPS, "episode_000003", "observation.images.x")(0, 10)
