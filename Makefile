@@ -26,8 +26,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 # lerobot goes in with --no-deps and its dataset-side requirements are pinned here.
 # torchcodec (lerobot's video decoder; torchvision 0.28 has no VideoReader) loads Debian's FFmpeg.
 $(LEROBOT_VENV)/.installed: Makefile
-	apt-get update -qq && apt-get install -y -qq libavdevice59 libavfilter8 libavformat59 \
-		libavcodec59 libswscale6 libswresample4 libavutil57 >/dev/null
+	@if ! ldconfig -p | grep -q libavdevice.so.59; then apt-get update -qq && apt-get install -y -qq \
+		libavdevice59 libavfilter8 libavformat59 libavcodec59 libswscale6 libswresample4 libavutil57 \
+		>/dev/null; fi
 	python3 -m venv $(LEROBOT_VENV)
 	$(LEROBOT_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LEROBOT_VENV)/bin/python -m pip install -q torch==2.13.0 torchvision==0.28.0
