@@ -5,6 +5,13 @@ from the synthetic scene, so every pose and pixel has a known answer.
     metadata_<LAB>+<hash>+<date-time>.json, trajectory.h5,
     recordings/MP4/<serial>-stereo.mp4 (left | right side by side, 60 fps container)
 <root>/intrinsics.json, <root>/cam2base_extrinsics.json, <root>/aggregated-annotations-030724.json
+
+`intrinsics_form` (one for all episodes, or one per episode) picks the intrinsics.json entry:
+- "appf": {fx, fy, cx, cy, baseline_m, width, height} with K at twice the decoded size;
+- "released": the DROID calibration release, {"cameraMatrix": [fx, cx, fy, cy], "width",
+  "height"} with K at twice the decoded size and NO baseline (the reader takes it from the h5);
+- "released_hd720": {"cameraMatrix": [fx, cx, fy, cy]} alone, K at HD720 1280x720 (the frames must
+  be 16:9, e.g. 320x180 = HD720 / 4).
 """
 
 from __future__ import annotations
@@ -53,12 +60,36 @@ def _render_pair(script, T_cam_t, K, H, W):
     return frames
 
 
+def K_at(K: np.ndarray, from_wh: tuple[int, int], to_wh: tuple[int, int]) -> np.ndarray:
+    """The same camera's K for another image size (pixel centres at integer coordinates)."""
+    sx, sy = to_wh[0] / from_wh[0], to_wh[1] / from_wh[1]
+    out = K.copy()
+    out[0, 0], out[1, 1] = K[0, 0] * sx, K[1, 1] * sy
+    out[0, 2], out[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
+    return out
+
+
+def intrinsics_entry(K: np.ndarray, W: int, H: int, form: str) -> dict:
+    """One camera's intrinsics.json entry in `form` (see the module doc) for true K at W x H."""
+    if form == "released_hd720":
+        assert W * 720 == H * 1280, "released_hd720 needs 16:9 frames"
+        Kh = K_at(K, (W, H), (1280, 720))
+        return {"cameraMatrix": [Kh[0, 0], Kh[0, 2], Kh[1, 1], Kh[1, 2]]}
+    K2 = K_at(K, (W, H), (2 * W, 2 * H))
+    if form == "released":
+        return {"cameraMatrix": [K2[0, 0], K2[0, 2], K2[1, 1], K2[1, 2]], "width": 2 * W, "height": 2 * H}
+    return {"fx": K2[0, 0], "fy": K2[1, 1], "cx": K2[0, 2], "cy": K2[1, 2],
+            "baseline_m": scene.BASELINE_M, "width": 2 * W, "height": 2 * H}
+
+
 def write_droid_raw(root: Path, n_episodes: int = 1, steps: int = 16, H: int = 48, W: int = 64,
-                    lab: str = "TESTLAB", noisy_ext2_in_h5: bool = True) -> DroidFixture:
+                    lab: str = "TESTLAB", noisy_ext2_in_h5: bool = True,
+                    intrinsics_form: str | list[str] = "appf") -> DroidFixture:
     """Episodes seeded 0..n-1. The h5 ext2 extrinsics are perturbed (5 cm, 3 deg) when
     `noisy_ext2_in_h5`, while cam2base_extrinsics.json carries the exact pose: only a reader that
     prefers the refined file reproduces the ext2 images."""
     fx = scene.intrinsics_from_fov(W, H)
+    forms = [intrinsics_form] * n_episodes if isinstance(intrinsics_form, str) else list(intrinsics_form)
     fix = DroidFixture(root=root, K=fx)
     intr: dict = {}
     refined: dict = {}
@@ -113,15 +144,7 @@ def write_droid_raw(root: Path, n_episodes: int = 1, steps: int = 16, H: int = 4
             meta[f"{role}_cam_serial"] = SERIALS[role]
             meta[f"{role}_mp4_path"] = f"recordings/MP4/{SERIALS[role]}.mp4"
         (ep_dir / f"metadata_{eid}.json").write_text(json.dumps(meta))
-        # Post-hoc intrinsics at TWICE the decoded resolution (the reader must rescale K).
-        Kf = fx.copy()
-        Kf[0, 0] *= 2
-        Kf[1, 1] *= 2
-        Kf[0, 2] = (fx[0, 2] + 0.5) * 2 - 0.5
-        Kf[1, 2] = (fx[1, 2] + 0.5) * 2 - 0.5
-        intr[eid] = {SERIALS[r]: {"fx": Kf[0, 0], "fy": Kf[1, 1], "cx": Kf[0, 2], "cy": Kf[1, 2],
-                                  "baseline_m": scene.BASELINE_M, "width": 2 * W, "height": 2 * H}
-                     for r in SERIALS}
+        intr[eid] = {SERIALS[r]: intrinsics_entry(fx, W, H, forms[k]) for r in SERIALS}
         refined[eid] = {SERIALS["ext2"]: euler6(T2).tolist(),
                         f"{SERIALS['ext2']}_metric_type": "Reprojection_error",
                         f"{SERIALS['ext2']}_quality_metric": 0.4}

@@ -220,3 +220,122 @@ def test_two_metadata_files_pick_the_known_one(droid, tmp_path):
     assert sorted(ep.metadata["metadata_files"]) == sorted([f"metadata_{eid}.json", f"metadata_{stray_id}.json"])
     assert ep.language_instruction == droid.scripts[0].instruction
     assert any("refined extrinsics" in c for c in ep.conversions)
+
+
+# -- the calibration release's intrinsics.json (issue 11 §1) -------------------------------------
+
+def _surface_distance_m(points: np.ndarray, state) -> np.ndarray:
+    """|signed distance| (m) of base-frame points to the nearest box of the scene at `state`."""
+    best = np.full(len(points), np.inf)
+    for box in scene.scene_boxes(state):
+        R, c = box.T_base_box[:3, :3], box.T_base_box[:3, 3]
+        q = np.abs((points - c) @ R) - box.half
+        sdf = np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(axis=1), 0)
+        best = np.minimum(best, np.abs(sdf))
+    return best
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """Two 320x180 episodes (HD720 / 4): episode 0 with cameraMatrix + width/height (K at
+    640x360), episode 1 with cameraMatrix alone (K at HD720); intrinsics.json outside the root."""
+    base = tmp_path_factory.mktemp("droid_released")
+    fix = write_droid_raw(base / "raw", n_episodes=2, H=180, W=320,
+                          intrinsics_form=["released", "released_hd720"])
+    intr = base / "intrinsics.json"
+    shutil.move(fix.root / "intrinsics.json", intr)
+    return fix, intr
+
+
+def test_released_intrinsics_read_with_baseline_from_h5(released):
+    fix, intr = released
+    src = make_source("droid_raw", {"input": str(fix.root), "intrinsics_file": str(intr)})
+    for i, ref in enumerate(src.list_refs()):
+        ep = check_episode(src.read(ref))
+        for role in ("ext1", "ext2", "wrist"):
+            np.testing.assert_allclose(ep.cameras[role].intrinsics, fix.K, atol=1e-9)
+            assert ep.cameras[role].baseline_m == pytest.approx(scene.BASELINE_M, abs=1e-9)
+        assert any("stereo baseline 0.0650 m = median distance of the h5" in c for c in ep.conversions)
+        scaled = "K for 640x360 rescaled to 320x180" if i == 0 else "K for 1280x720 rescaled to 320x180"
+        assert any(scaled in c for c in ep.conversions), ep.conversions
+
+
+def test_released_intrinsics_give_clouds_on_the_surfaces_with_sgbm(released, tmp_path):
+    from appf.launch.runners import local_options
+    from appf.pipelines.config import JobConfig
+    from appf.pipelines.job import run_job
+
+    fix, intr = released
+    out = tmp_path / "out"
+    cfg = JobConfig.from_dict(dict(source="droid_raw", depth="sgbm", masks="none", n_points=256,
+                                   source_options={"input": str(fix.root), "intrinsics_file": str(intr)},
+                                   out=str(out), progress_every_s=0))
+    summary = run_job(cfg, local_options(1))
+    assert (summary.episodes, summary.failures) == (2, 0), summary.text()
+    import zarr
+    root = zarr.open_group(str(out / "pointclouds/shard-00000.zarr"), mode="r")
+    ends, ids = root["meta/episode_ends"][:], [str(x) for x in root["meta/episode_ids"][:]]
+    pc, real = root["data/point_cloud"][:], root["data/point_count_real"][:]
+    for e, eid in enumerate(ids):
+        script = fix.scripts[fix.episode_ids.index(eid)]
+        lo = 0 if e == 0 else int(ends[e - 1])
+        dist = np.concatenate([_surface_distance_m(pc[t, :real[t], :3].astype(np.float64),
+                                                   script.state(t - lo)) for t in range(lo, int(ends[e]))])
+        assert np.median(dist) < 0.015, (eid, np.median(dist))
+
+
+def _hd720_copy(fix, tmp_path) -> Path:
+    """The first episode with its stereo videos replaced by 1280x720-per-eye ones (content unused)."""
+    root = tmp_path / "hd720"
+    shutil.copytree(fix.root, root, ignore=shutil.ignore_patterns("*+00000001+*", "Tue_Feb_13_10:46:01_2024"))
+    ep_dir = next(root.rglob("trajectory.h5")).parent
+    for serial in SERIALS.values():
+        write_mp4(ep_dir / "recordings/MP4" / f"{serial}-stereo.mp4", np.zeros((16, 720, 2560, 3), np.uint8))
+    return root
+
+
+def test_released_intrinsics_without_size_are_hd720_and_a_wrong_size_fails_clearly(released, tmp_path):
+    fix, _ = released
+    root = _hd720_copy(fix, tmp_path)
+    eid = fix.episode_ids[0]
+    K720 = scene.intrinsics_from_fov(1280, 720)
+    entry = {"cameraMatrix": [K720[0, 0], K720[0, 2], K720[1, 1], K720[1, 2]]}
+    good = tmp_path / "hd720.json"
+    good.write_text(json.dumps({eid: {s: entry for s in SERIALS.values()}}))
+    src, _, ep = _read(root, intrinsics_file=str(good))
+    np.testing.assert_allclose(ep.cameras["ext1"].intrinsics, K720, atol=1e-9)  # taken as is
+    # K of a 640x360 image given without width/height: the principal point lands off centre
+    K360 = scene.intrinsics_from_fov(640, 360)
+    wrong_size = tmp_path / "k360.json"
+    wrong_size.write_text(json.dumps({eid: {s: {"cameraMatrix": [K360[0, 0], K360[0, 2], K360[1, 1],
+                                                                 K360[1, 2]]} for s in SERIALS.values()}}))
+    # the same K in the order fx, fy, cx, cy (a reader of the wrong order)
+    wrong_order = tmp_path / "order.json"
+    wrong_order.write_text(json.dumps({eid: {s: {"cameraMatrix": [K720[0, 0], K720[1, 1], K720[0, 2],
+                                                                  K720[1, 2]]} for s in SERIALS.values()}}))
+    for path in (wrong_size, wrong_order):
+        with pytest.raises(SourceError) as e:
+            _read(root, intrinsics_file=str(path))
+        msg = str(e.value)
+        assert (e.value.path, e.value.episode_id, e.value.field) == (str(path), eid, f"intrinsics[{SERIALS['ext1']}]")
+        assert "1280x720 frames" in msg and SERIALS["ext1"] in msg and "fx=" in msg
+        assert "wrong resolution" in msg and "[fx, cx, fy, cy]" in msg
+
+
+def test_explicit_baseline_wins_over_h5_and_no_baseline_at_all_fails(released, tmp_path):
+    fix, intr = released
+    table = json.loads(intr.read_text())
+    eid = fix.episode_ids[0]
+    for entry in table[eid].values():
+        entry["baseline_m"] = 0.07
+    explicit = tmp_path / "explicit.json"
+    explicit.write_text(json.dumps(table))
+    _, _, ep = _read(fix.root, intrinsics_file=str(explicit))
+    assert ep.cameras["ext1"].baseline_m == pytest.approx(0.07)
+    assert not any("median distance of the h5" in c for c in ep.conversions)
+    root, ep_dir = _copy(fix, tmp_path)
+    with h5py.File(ep_dir / "trajectory.h5", "a") as f:
+        del f[f"observation/camera_extrinsics/{SERIALS['ext1']}_right"]
+    with pytest.raises(SourceError) as e:
+        _read(root, intrinsics_file=str(intr), cameras=["ext1"])
+    assert e.value.field == f"baseline_m[{SERIALS['ext1']}]" and "_right" in str(e.value)

@@ -10,11 +10,19 @@ baseline come, in this order, from:
 
 Without any of these the episode fails with a SourceError naming the camera.
 
-UNVERIFIED (formats-real.md §1.6/§1.7: "schema unconfirmed"): the exact layout of
-`intrinsics.json` could not be checked here. This reader accepts, per camera entry, either
-`{"fx", "fy", "cx", "cy"}` (or `ppx`/`ppy`), a 3x3 `"K"`/`"camera_matrix"`, or
-`{"left": {...}, "right": {...}}` (left is used), plus optional `"baseline_m"` (metres) and
-`"width"`/`"height"` (the resolution K refers to; default HD720 1280x720 per eye).
+Accepted `intrinsics.json` entries (per camera serial, under the episode id):
+- the released form: `{"cameraMatrix": [fx, cx, fy, cy], "width": W, "height": H}`. NOTE THE ORDER:
+  fx, cx, fy, cy (public readers of the DROID calibration release unpack it as
+  `fx, cx, fy, cy = entry["cameraMatrix"]`). `width`/`height` are the resolution K refers to and
+  are optional: HD720, 1280x720 per eye, when absent;
+- `{"fx", "fy", "cx", "cy"}` (or `ppx`/`ppy`), a 3x3 (or 9-value) `"K"`/`"camera_matrix"`/
+  `"cameraMatrix"`, or `{"left": {...}, "right": {...}}` (left is used);
+- each with an optional `"baseline_m"` (metres).
+K is rescaled to the decoded frame size; a K whose principal point then lies outside the central
+part of the frame (|cx - W/2| > 0.2 W or |cy - H/2| > 0.2 H) fails the episode, naming the file,
+the serial, the K found and the frame size (a wrong resolution or value order would otherwise put
+the clouds centimetres off the surfaces without a warning). Without `baseline_m` the droid_raw
+source takes the stereo baseline from the h5 left/right extrinsics (see droid_raw).
 `cam2base_extrinsics.json` follows the third-party-documented form
 `{episode_id: {serial: [x, y, z, rx, ry, rz], serial_metric_type: str,
 serial_quality_metric: float}}`; which eye it refers to is unconfirmed — it is taken as the
@@ -34,6 +42,7 @@ from appf.pipelines.sources._real_io import pinhole_K
 from appf.schemas import SourceError
 
 HD720 = (1280, 720)  # per-eye (width, height) px of DROID raw stereo video
+MAX_PRINCIPAL_OFFSET = 0.2  # |cx - W/2| / W (and |cy - H/2| / H) above this: K does not fit
 
 # Nominal values, used ONLY with accept_nominal_zed=True. ZED 2: focal / principal point as
 # reported by a user for an exterior ZED 2 at HD720 (droid issue #39), 120 mm baseline
@@ -59,6 +68,20 @@ def _load_json(path: Path) -> Any:
         raise SourceError(f"cannot read calibration JSON: {e}", path=str(path)) from e
 
 
+def _camera_matrix(key: str, value: Any) -> np.ndarray | None:
+    """3x3 K from a matrix entry: 3x3 or 9 values, or (key "cameraMatrix" only) the released
+    DROID form [fx, cx, fy, cy]; None for any other shape."""
+    a = np.asarray(value, dtype=np.float64)
+    if a.shape == (3, 3):
+        return a
+    if a.shape == (9,):
+        return a.reshape(3, 3)
+    if a.shape == (4,) and key == "cameraMatrix":
+        fx, cx, fy, cy = a
+        return pinhole_K(fx, fy, cx, cy)
+    return None
+
+
 def _entry_to_K(entry: Any, where: str, path: str, episode_id: str
                 ) -> tuple[np.ndarray, float | None, tuple[int, int]]:
     if isinstance(entry, dict) and "left" in entry and isinstance(entry["left"], dict):
@@ -67,18 +90,36 @@ def _entry_to_K(entry: Any, where: str, path: str, episode_id: str
     if isinstance(entry, dict):
         size = (int(entry.get("width", HD720[0])), int(entry.get("height", HD720[1])))
         base = entry.get("baseline_m")
-        for key in ("K", "camera_matrix", "cameraMatrix"):
-            if key in entry:
-                K = np.asarray(entry[key], dtype=np.float64)
-                if K.shape == (3, 3):
-                    return K, None if base is None else float(base), size
+        for key in ("cameraMatrix", "K", "camera_matrix"):
+            K = _camera_matrix(key, entry[key]) if key in entry else None
+            if K is not None:
+                return K, None if base is None else float(base), size
         cx = entry.get("cx", entry.get("ppx"))
         cy = entry.get("cy", entry.get("ppy"))
         if all(v is not None for v in (entry.get("fx"), entry.get("fy"), cx, cy)):
             return (pinhole_K(float(entry["fx"]), float(entry["fy"]), float(cx), float(cy)),
                     None if base is None else float(base), size)
-    raise SourceError(f"unrecognised intrinsics entry {str(entry)[:120]!r}: expected fx, fy, cx, cy "
-                      f"(or a 3x3 K)", path=path, episode_id=episode_id, field=where)
+    raise SourceError(f"unrecognised intrinsics entry {str(entry)[:120]!r}: expected "
+                      "cameraMatrix [fx, cx, fy, cy] (+ width, height), fx, fy, cx, cy, or a 3x3 K",
+                      path=path, episode_id=episode_id, field=where)
+
+
+def check_fits_frames(K: np.ndarray, K_found: np.ndarray, found_wh: tuple[int, int],
+                      frame_wh: tuple[int, int], path: str, serial: str, episode_id: str) -> None:
+    """SourceError unless the principal point of K (rescaled to the frames) is near the centre."""
+    W, H = frame_wh
+    off_x, off_y = abs(K[0, 2] - W / 2) / W, abs(K[1, 2] - H / 2) / H
+    if max(off_x, off_y) <= MAX_PRINCIPAL_OFFSET:
+        return
+    f = lambda v: f"{v:.1f}"  # noqa: E731
+    raise SourceError(
+        f"intrinsics for camera {serial} do not fit its {W}x{H} frames: K found fx={f(K_found[0, 0])} "
+        f"fy={f(K_found[1, 1])} cx={f(K_found[0, 2])} cy={f(K_found[1, 2])} for "
+        f"{found_wh[0]}x{found_wh[1]} puts the principal point at ({f(K[0, 2])}, {f(K[1, 2])}) on the "
+        f"frames, {max(off_x, off_y):.0%} of the image off centre. Likely cause: the wrong resolution "
+        f"(width/height missing or wrong; K is taken at {HD720[0]}x{HD720[1]} when absent) or the "
+        "wrong value order (the released cameraMatrix is [fx, cx, fy, cy])",
+        path=path, episode_id=episode_id, field=f"intrinsics[{serial}]")
 
 
 def scale_K(K: np.ndarray, from_wh: tuple[int, int], to_wh: tuple[int, int]) -> np.ndarray:
@@ -133,14 +174,14 @@ class CalibrationResolver:
             ep = table.get(episode_id, table if serial in table else None)
             if isinstance(ep, dict) and serial in ep:
                 K, base, size = _entry_to_K(ep[serial], f"intrinsics[{serial}]", path, episode_id)
-                return StereoCalibration(scale_K(K, size, decoded_wh), base,
-                                         f"intrinsics from {Path(path).name} (camera {serial})")
+                return self._fitted(K, base, size, decoded_wh, path, serial, episode_id,
+                                    f"intrinsics from {Path(path).name} (camera {serial})")
         for key in (serial, role):
             if key in self.calibration:
                 K, base, size = _entry_to_K(self.calibration[key], f"calibration[{key}]",
                                             "source option calibration", episode_id)
-                return StereoCalibration(scale_K(K, size, decoded_wh), base,
-                                         f"intrinsics from the user's config (key {key!r})")
+                return self._fitted(K, base, size, decoded_wh, "source option calibration", serial,
+                                    episode_id, f"intrinsics from the user's config (key {key!r})")
         if self.accept_nominal:
             n = NOMINAL[model]
             K = pinhole_K(n["fx"], n["fy"], n["cx"], n["cy"])
@@ -154,6 +195,15 @@ class CalibrationResolver:
             "{'fx':..,'fy':..,'cx':..,'cy':..,'baseline_m':..}} in the source options, or set "
             "accept_nominal_zed=True to use nominal ZED values",
             episode_id=episode_id, field=f"intrinsics[{serial}]")
+
+    @staticmethod
+    def _fitted(K: np.ndarray, base: float | None, size: tuple[int, int], decoded_wh: tuple[int, int],
+                path: str, serial: str, episode_id: str, origin: str) -> StereoCalibration:
+        scaled = scale_K(K, size, decoded_wh)
+        check_fits_frames(scaled, K, size, decoded_wh, path, serial, episode_id)
+        if size != tuple(decoded_wh):
+            origin += f", K for {size[0]}x{size[1]} rescaled to {decoded_wh[0]}x{decoded_wh[1]}"
+        return StereoCalibration(scaled, base, origin)
 
     def refined_extrinsics(self, episode_id: str, serial: str) -> tuple[np.ndarray, str] | None:
         """The refined [x, y, z, rx, ry, rz] camera-to-base 6-vector when given and its quality

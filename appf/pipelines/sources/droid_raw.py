@@ -14,8 +14,10 @@ Conventions applied (each listed in Episode.conversions):
 - extrinsics `observation/camera_extrinsics/<serial>_left` (T, 6) are camera-to-base (OpenCV
   camera axes) -> per-step 4x4 T_base_cam; for exterior cameras a refined constant pose from
   `cam2base_extrinsics.json` replaces them when given (see droid_calibration).
-- K and stereo baseline from droid_calibration (never from the h5); frames are RGB from PyAV
-  and aligned to h5 rows by decode index, never by container timestamps.
+- K from droid_calibration (never from the h5); the stereo baseline from the calibration entry's
+  `baseline_m`, else the median distance between the h5 `<serial>_left` and `<serial>_right`
+  extrinsics (the origin is recorded in Episode.conversions); frames are RGB from PyAV and
+  aligned to h5 rows by decode index, never by container timestamps.
 - action (T, 8) = `action/cartesian_position` converted like the state (target flange xyz +
   quat xyzw) + `action/gripper_position` (target, 0 = open, 1 = closed).
 """
@@ -51,6 +53,15 @@ def _metadata_files(ep_dir: Path) -> list[Path]:
 
 def _uuid_of(meta: Path) -> str:
     return meta.name[len("metadata_"):-len(".json")]
+
+
+def _h5_left_right_distance_m(extr_left: np.ndarray, extr_right: np.ndarray | None) -> float | None:
+    """Median distance (m) between the h5 left- and right-eye camera positions, or None."""
+    if extr_right is None or extr_right.shape != extr_left.shape:
+        return None
+    d = np.linalg.norm(np.asarray(extr_right)[:, :3] - np.asarray(extr_left)[:, :3], axis=1)
+    d = d[np.isfinite(d)]
+    return float(np.median(d)) if d.size and np.median(d) > 0 else None
 
 
 class DroidRawSource:
@@ -275,19 +286,26 @@ class DroidRawSource:
             raise SourceError("NaN/inf in camera extrinsics", path=str(ep_dir / "trajectory.h5"),
                               episode_id=eid, field=f"observation/camera_extrinsics/{serial}_left")
         info: dict[str, Any] = {"serial": serial, "video": path.name, "video_frames": n}
-        if extr_right is not None and extr_right.shape == extr_left.shape:
-            info["h5_left_right_distance_m"] = float(np.median(
-                np.linalg.norm(extr_right[:, :3] - extr_left[:, :3], axis=1)))
+        h5_baseline = _h5_left_right_distance_m(extr_left, extr_right)
+        if h5_baseline is not None:
+            info["h5_left_right_distance_m"] = h5_baseline
         rgb_right = None
+        baseline_m = calib.baseline_m
         if use_stereo:
             rgb, rgb_right = lazy_stereo_video(path, T, h, w, eid, field)
-            if calib.baseline_m is None:
-                raise SourceError(f"no stereo baseline for camera {serial}: add baseline_m to its "
-                                  "calibration entry, or pass stereo=False", episode_id=eid,
+            if baseline_m is None and h5_baseline is None:
+                raise SourceError(f"no stereo baseline for camera {serial}: no baseline_m in its "
+                                  f"calibration entry and no h5 camera_extrinsics/{serial}_right; add "
+                                  "baseline_m, or pass stereo=False", episode_id=eid,
                                   field=f"baseline_m[{serial}]")
+            if baseline_m is None:
+                baseline_m = h5_baseline
+                conversions.append(f"{role}: stereo baseline {baseline_m:.4f} m = median distance of the "
+                                   f"h5 camera_extrinsics/{serial}_left and _right (no baseline_m in "
+                                   "the calibration)")
         else:
             rgb = lazy_video(path, T, h, w, eid, field)
             conversions.append(f"{role}: left eye only ({path.name})")
         cam = CameraStream(name=role, rgb=rgb, intrinsics=calib.K, T_base_cam=T_base_cam,
-                           rgb_right=rgb_right, baseline_m=calib.baseline_m if use_stereo else None)
+                           rgb_right=rgb_right, baseline_m=baseline_m if use_stereo else None)
         return cam, info
