@@ -91,6 +91,7 @@ bench: bench-deps
 	$(PY) bench/bench_sim.py
 	$(PY) bench/bench_lerobot.py
 	$(PY) bench/bench_objectstore.py
+	$(PY) bench/bench_export.py
 
 clean:
 	rm -rf out .pytest_cache
