@@ -92,3 +92,26 @@ def test_export_names_an_episode_the_source_no_longer_matches(exported, tmp_path
     run = tmp / "run"
     with pytest.raises(ExportError, match=r"episode .*: the shard has 16 frames, the source 20"):
         export_lerobot(run, tmp_path / "out", source_overrides={"steps": 20})
+
+
+def test_reannotate_a_lerobot_dataset(tmp_path):
+    """`appf reannotate --source lerobot` runs the whole Beam job on a LeRobot dataset (v2.1, depth
+    from a dataset feature, calibration from source options): every frame gets a point cloud."""
+    import json
+
+    from fixtures_lerobot import EPISODES, H, W, write_v21
+
+    write_v21(tmp_path / "d", extras=True)
+    K = [[60.0, 0, W / 2], [0, 60.0, H / 2], [0, 0, 1]]
+    job = {"source": "lerobot", "depth": "ground_truth", "masks": "none", "n_points": 64,
+           "source_options": {"input": str(tmp_path / "d"), "cameras": ["wrist_left"],
+                              "depth_keys": {"wrist_left": "observation.depth.wrist_left"},
+                              "intrinsics": {"wrist_left": K}, "extrinsics": {"wrist_left": np.eye(4).tolist()}}}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    assert main(["reannotate", "--config", str(tmp_path / "job.json"), "--out", str(tmp_path / "run")]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["counts"]["episodes"] == 2 and manifest["counts"]["failures"] == 0
+    assert manifest["counts"]["frames"] == sum(n for n, _ in EPISODES)
+    clouds = shard_arrays(tmp_path / "run")["point_cloud"]
+    # depth 0.5 m + column px (mm) at frame 0 of episode 0, identity extrinsics: z in [0.5, 0.7] m
+    assert 0.49 < clouds[..., 2].min() and clouds[..., 2].max() < 0.75

@@ -11,7 +11,6 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from appf.pipelines.sources import make_source
-from appf.pipelines.sources._lerobot_io import DatasetFiles
 from appf.schemas import SourceError
 from appf.schemas.validation import validate_episode
 from fixtures_lerobot import (
@@ -188,22 +187,38 @@ def test_unknown_layout_is_explained(tmp_path):
         make_source("lerobot", {"input": str(tmp_path / "d")})
 
 
-def test_hub_id_fetches_files_one_by_one(tmp_path):
-    """A Hub id goes through huggingface_hub's download function; the Hub itself cannot be reached
-    in tests, so a fake download serving a local copy stands in for it (same keyword interface)."""
-    write_v21(tmp_path / "repo")
-    asked: list[dict] = []
+@requires_lerobot
+def test_hub_id_fetches_files_through_huggingface_hub(v30, monkeypatch):
+    """A Hub id goes through huggingface_hub (snapshot_download for the episode table, then
+    hf_hub_download file by file). The Hub cannot be reached in tests: fakes of those two
+    functions serve the lerobot-written fixture with their keyword interface."""
+    import huggingface_hub
 
-    def fake_hub_download(**kw):
-        asked.append(kw)
-        return str(tmp_path / "repo" / kw["filename"])
+    root, arrays = v30
+    asked: list[tuple[str, dict]] = []
 
-    files = DatasetFiles("someone/droid21@abc123", download=fake_hub_download)
-    assert files.path("meta/info.json") == tmp_path / "repo/meta/info.json"
-    assert asked[0]["repo_id"] == "someone/droid21" and asked[0]["revision"] == "abc123"
-    assert asked[0]["repo_type"] == "dataset"
+    def fake_hf_hub_download(**kw):
+        asked.append(("file", kw))
+        return str(root / kw["filename"])
+
+    def fake_snapshot_download(**kw):
+        asked.append(("snapshot", kw))
+        return str(root)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    src = make_source("lerobot", {"input": "someone/droid_fixture@0123abcd", **DROID_OPTIONS})
+    refs = src.list_refs()
+    assert [r.dataset for r in refs] == ["droid_fixture"] * 2
+    check_droid_episode(src, refs[1], arrays[1], EPISODES[1][1])
+    assert {kw["repo_id"] for _, kw in asked} == {"someone/droid_fixture"}
+    assert {kw["revision"] for _, kw in asked} == {"0123abcd"}
+    assert {kw["repo_type"] for _, kw in asked} == {"dataset"}
+    assert ("snapshot", "meta/episodes/*/*.parquet") in {(k, (kw.get("allow_patterns") or [""])[0]) for k, kw in asked}
+    fetched = {kw["filename"] for k, kw in asked if k == "file"}
+    assert {"meta/info.json", "meta/tasks.parquet", "data/chunk-000/file-000.parquet"} <= fetched
     with pytest.raises(SourceError, match="neither an existing folder nor a Hub dataset id"):
-        DatasetFiles(str(tmp_path / "no_such_dir"))
+        make_source("lerobot", {"input": "/no/such/dir"})
 
 
 def test_registered(capsys):

@@ -44,10 +44,11 @@ DownloadFn = Callable[..., str]
 
 
 class DatasetFiles:
-    """Relative path -> local file: a folder, or a Hub dataset repo fetched file by file.
-    Picklable (holds names only); `download` defaults to huggingface_hub.hf_hub_download."""
+    """Relative path -> local file: a folder, or a Hub dataset repo fetched file by file into
+    huggingface_hub's cache. Picklable (holds names only); `download` / `snapshot` default to
+    huggingface_hub.hf_hub_download / snapshot_download."""
 
-    def __init__(self, spec: str, download: DownloadFn | None = None):
+    def __init__(self, spec: str, download: DownloadFn | None = None, snapshot: DownloadFn | None = None):
         self.spec = str(spec)
         self.root: Path | None = Path(spec) if Path(spec).is_dir() else None
         self.repo_id = self.revision = None
@@ -57,7 +58,7 @@ class DatasetFiles:
                                   "owner/name[@revision]; check the path", path=self.spec, field="input")
             self.repo_id, _, rev = self.spec.partition("@")
             self.revision = rev or None
-        self.download = download
+        self.download, self.snapshot = download, snapshot
 
     def describe(self, rel: str) -> str:
         return str(self.root / rel) if self.root is not None else f"hf://datasets/{self.repo_id}/{rel}"
@@ -92,18 +93,26 @@ class DatasetFiles:
                               path=self.describe(rel), field="input") from e
 
     def glob(self, pattern: str) -> list[str]:
-        """Relative paths matching `pattern` (local folders; on the Hub, the repo's file list)."""
-        if self.root is not None:
-            return sorted(p.relative_to(self.root).as_posix() for p in self.root.glob(pattern))
-        import fnmatch
+        """Relative paths matching `pattern`: a local glob, or on the Hub the matching files
+        fetched into the cache (snapshot_download; offline: from the cache)."""
+        root = self.root if self.root is not None else self._snapshot(pattern)
+        return sorted(p.relative_to(root).as_posix() for p in root.glob(pattern))
 
-        from huggingface_hub import HfApi, constants
+    def _snapshot(self, pattern: str) -> Path:
+        from huggingface_hub import constants, errors, snapshot_download
 
-        if constants.is_offline_mode():
-            raise SourceError("listing a Hub dataset needs the network (HF_HUB_OFFLINE is set): "
-                              "download it once and pass the local folder", path=self.spec, field="input")
-        files = HfApi().list_repo_files(self.repo_id, repo_type="dataset", revision=self.revision)
-        return sorted(f for f in files if fnmatch.fnmatch(f, pattern))
+        offline = constants.is_offline_mode()
+        try:
+            return Path((self.snapshot or snapshot_download)(
+                repo_id=self.repo_id, repo_type="dataset", revision=self.revision,
+                allow_patterns=[pattern], local_files_only=offline))
+        except errors.LocalEntryNotFoundError as e:
+            raise SourceError("HF_HUB_OFFLINE is set and the dataset's metadata is not cached: run once "
+                              f"online or `hf download {self.repo_id} --repo-type dataset --include "
+                              f"'{pattern}'`", path=self.describe(pattern), field="input") from e
+        except errors.RepositoryNotFoundError as e:
+            raise SourceError("dataset not found on the Hub (or private: `hf auth login`)",
+                              path=self.describe(pattern), field="input") from e
 
 
 # ----------------------------------------------------------------------------------------------
