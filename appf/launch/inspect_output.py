@@ -1,4 +1,4 @@
-"""`appf inspect DIR`: the summary of an output directory, and an optional PNG picture."""
+"""`appf inspect OUT`: the summary of an output (local directory or URL), and an optional PNG picture."""
 
 from __future__ import annotations
 
@@ -9,16 +9,24 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from appf.pipelines.sinks.zarr_shards import open_shard
 from appf.schemas.tables import image_bytes
+from appf.storage import Location, layout, open_group
+
+
+def _manifest(out: Location) -> dict:
+    return json.loads(out.read_text(layout.MANIFEST))
+
+
+def _table(out: Location, key: str):
+    return pq.read_table(io.BytesIO(out.read_bytes(key)))
 
 
 def summary_text(out: str | Path) -> str:
-    out = Path(out)
-    m = json.loads((out / "manifest.json").read_text())
+    out = Location(out)
+    m = _manifest(out)
     c = m["counts"]
     lines = [
-        f"appf output {out}",
+        f"appf output {out.url}",
         f"  schema {m['schema_version']}, code {m['code_version']}, config {m['config_hash']}, "
         f"created {m['created_at']}",
         f"  sources {', '.join(m['sources'])}; depth {m['provenance']['depth_backend']}, "
@@ -36,7 +44,7 @@ def summary_text(out: str | Path) -> str:
     failures = []
     for s in m["shards"]:
         if s["failures"]:
-            failures += pq.read_table(out / s["failures_path"]).to_pylist()
+            failures += _table(out, s["failures_path"]).to_pylist()
     for f in failures[:20]:
         lines.append(f"  FAILED {f['dataset']}/{f['episode_id']} at {f['stage']}: "
                      f"{f['error_type']}: {f['message'].splitlines()[0][:160]}")
@@ -65,20 +73,20 @@ def write_png(out: str | Path, png: str | Path, episode_id: str | None = None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(out)
-    m = json.loads((out / "manifest.json").read_text())
+    out = Location(out)
+    m = _manifest(out)
     for s in m["shards"]:
         if not s["path"] or not s["sft_records"]:
             continue
-        rows = pq.read_table(out / s["sft_path"]).to_pylist()
+        rows = _table(out, s["sft_path"]).to_pylist()
         rows = [r for r in rows if episode_id in (None, r["episode_id"])]
         if rows:
             break
     else:
-        raise ValueError(f"{out}: no SFT record{' for episode ' + episode_id if episode_id else ''} "
+        raise ValueError(f"{out.url}: no SFT record{' for episode ' + episode_id if episode_id else ''} "
                          "to draw")
     row = rows[min(keyframe, len(rows) - 1)]
-    root = open_shard(out / s["path"])
+    root = open_group(out, s["path"])
     ids = list(np.asarray(root["meta/episode_ids"][:]))
     ends = np.asarray(root["meta/episode_ends"][:])
     e = ids.index(row["episode_id"])
