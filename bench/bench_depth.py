@@ -120,7 +120,8 @@ def run_inference(backend: str, ep, batch_frames: int, out_dir: Path) -> float:
     from apache_beam.ml.inference.base import RunInference
 
     from appf.launch.runners import local_options
-    from appf.pipelines.inference import DepthHandler, EpisodeWork, inference_result
+    from appf.pipelines.inference import DepthHandler, inference_result
+    from appf.pipelines.work import EpisodeWork
     from appf.schemas import EpisodeRef
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,37 +1,53 @@
-"""Whole local run: frames/s of the Beam job (`appf reannotate`, local runner, one worker)
-against the same pure functions called in a plain Python loop, in one run.
+"""The job's throughput, scaling and start-up cost, each against a baseline measured in the same
+run (every job runs in a fresh process; memory is sampled from its whole process tree):
 
-    python bench/bench_pipeline.py [--episodes 16] [--steps 40] [--height 240 --width 320]
+- overhead: Beam local runner, 1 worker, vs the same pure functions in a plain loop (goal <= 1.15x)
+- scaling:  local `--workers 2` vs `--workers 1` (goal >= 1.8x); Dask LocalCluster with 1 and 2
+            workers vs local with 1 worker (goal: 2 Dask workers >= 1.6x local 1), frames/s and
+            peak RSS of the largest process and of the whole tree
+- memory:   Dask with 2 workers at several episode counts: the peak per process must stay flat
+- startup:  CPU seconds for a worker process to import Beam's worker, unpickle the fused
+            model-free step and set it up (goal < 1.5 s)
 
-Goal: Beam's overhead (loop frames/s / Beam frames/s) at most 1.25x.
+    python bench/bench_pipeline.py [--episodes 32] [--steps 40] [--height 240 --width 320]
+        [--parts overhead scaling memory startup] [--memory-episodes 8 16 32] [--json FILE]
+
+psutil (a dependency of dask.distributed) samples memory. The machine's other load shows in
+every figure: compare ratios, and rerun on a quiet machine for absolute numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-import cv2
+import psutil
 
-from appf.annotators.apply import annotate_episode_depth, annotate_episode_masks
-from appf.annotators.registry import make_depth_annotator, make_masker
-from appf.launch.runners import local_options
-from appf.pipelines.config import JobConfig
-from appf.pipelines.job import run_job
-from appf.pipelines.process_episode import process_episode
-from appf.pipelines.sinks.tables import write_parquet_atomic
-from appf.pipelines.sinks.zarr_shards import write_shard
-from appf.pipelines.sources import make_source
-from appf.schemas import check_episode
-import pyarrow as pa
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
-def plain_loop(cfg: JobConfig, out: Path) -> int:
+def plain_loop(cfg, out: Path) -> int:
     """Read, annotate, build clouds and SFT rows, write shards and records: no Beam."""
+    import pyarrow as pa
+
+    from appf.annotators.apply import annotate_episode_depth, annotate_episode_masks
+    from appf.annotators.registry import make_depth_annotator, make_masker
+    from appf.pipelines.process_episode import process_episode
+    from appf.pipelines.sinks.tables import parquet_bytes
+    from appf.pipelines.sinks.zarr_shards import encode_shard
+    from appf.pipelines.sources import make_source
+    from appf.schemas import check_episode
+    from appf.storage import Location, layout, write_store_objects
+
     source = make_source(cfg.source, cfg.source_options)
     depth, masker = make_depth_annotator("ground_truth"), make_masker("ground_truth")
     shards: dict[int, list] = {}
@@ -42,53 +58,185 @@ def plain_loop(cfg: JobConfig, out: Path) -> int:
         pe = process_episode(ep, labels, cfg, ref.index, source.info.default_crop)
         shards.setdefault(cfg.shard_of(ref.index), []).append(pe)
         frames += pe.num_frames
-    for shard, eps in shards.items():
-        (out / "pointclouds").mkdir(parents=True, exist_ok=True)
-        write_shard(out / f"pointclouds/shard-{shard:05d}.zarr", eps, {}, cfg.zarr_format,
-                    cfg.chunk_frames)
-        write_parquet_atomic(pa.concat_tables([e.sft for e in eps]),
-                             out / f"sft/records-{shard:05d}.parquet")
+    loc = Location(str(out))
+    for shard, eps in shards.items():  # the shard writer's own encoders and store writes
+        write_store_objects(loc, layout.shard_zarr_key(shard),
+                            encode_shard(eps, {}, cfg.zarr_format, cfg.chunk_frames))
+        loc.write_bytes(layout.sft_key(shard), parquet_bytes(pa.concat_tables([e.sft for e in eps])))
     return frames
 
 
+def child(kind: str, workers: int, source_options: dict, out: Path) -> dict:
+    """One measured job in this (fresh) process: frames and seconds."""
+    import cv2
+
+    from appf.launch.runners import pipeline_options
+    from appf.pipelines.config import JobConfig
+    from appf.pipelines.job import run_job
+
+    cv2.setNumThreads(1)
+    cfg = JobConfig.from_dict(dict(source="synthetic", source_options=source_options, out=str(out),
+                                   progress_every_s=0, depth="ground_truth", masks="ground_truth",
+                                   runner="dask" if kind == "dask" else "local", workers=workers))
+    start = time.perf_counter()
+    if kind == "loop":
+        frames = plain_loop(cfg, out)
+    else:
+        with pipeline_options(cfg) as options:
+            frames = run_job(cfg, options).frames
+    return {"frames": frames, "seconds": time.perf_counter() - start}
+
+
+class TreeMemory:
+    """Samples the RSS of a process and its descendants every `every_s` seconds."""
+
+    def __init__(self, pid: int, every_s: float = 0.1):
+        self.root, self.every_s = psutil.Process(pid), every_s
+        self.peak_process = self.peak_total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            rss = []
+            for p in procs:
+                try:
+                    rss.append(p.memory_info().rss)
+                except psutil.NoSuchProcess:
+                    pass
+            if rss:
+                self.peak_process = max(self.peak_process, max(rss))
+                self.peak_total = max(self.peak_total, sum(rss))
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(kind: str, workers: int, source_options: dict, tmp: Path) -> dict:
+    """Run `child` in a fresh interpreter; frames/s and peak memory of its process tree."""
+    out = tmp / f"{kind}-{workers}-{source_options['episodes']}-{time.monotonic_ns()}"
+    args = [sys.executable, __file__, "--child", kind, str(workers), json.dumps(source_options),
+            str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    with TreeMemory(proc.pid) as mem:
+        stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} x{workers} failed:\n{stderr[-3000:]}")
+    shutil.rmtree(out, ignore_errors=True)
+    got = json.loads(stdout.strip().splitlines()[-1])
+    return {**got, "frames_per_s": got["frames"] / got["seconds"],
+            "peak_process_mib": mem.peak_process / 2**20, "peak_total_mib": mem.peak_total / 2**20}
+
+
+def row(label: str, r: dict, base: dict | None = None) -> str:
+    ratio = f"  {r['frames_per_s'] / base['frames_per_s']:5.2f}x" if base else ""
+    return (f"{label:<22}{r['frames_per_s']:8.1f} frames/s ({r['seconds']:6.1f} s){ratio}   "
+            f"peak RSS: largest process {r['peak_process_mib']:6.0f} MiB, "
+            f"tree {r['peak_total_mib']:6.0f} MiB")
+
+
+def startup_cpu_s() -> dict:
+    """CPU seconds for a fresh worker process: Beam's worker module, the fused step unpickled and
+    set up (model-free backends), against a bare `import apache_beam`."""
+    code = r"""
+import resource, sys, json
+t = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
+import apache_beam.runners.worker.sdk_worker_main
+from apache_beam.internal import pickler
+fn = pickler.loads(bytes.fromhex(sys.stdin.read()))
+fn.setup()
+print(json.dumps({"cpu_s": t(), "torch": "torch" in sys.modules}))
+"""
+    bare = "import resource, apache_beam; r = resource.getrusage(resource.RUSAGE_SELF); " \
+           "print('{\"cpu_s\": %f}' % (r.ru_utime + r.ru_stime))"
+    from apache_beam.internal import pickler
+
+    from appf.pipelines.config import JobConfig
+    from appf.pipelines.graph import AnnotateAndStage
+
+    blob = pickler.dumps(AnnotateAndStage(JobConfig(), "ground_truth", "ground_truth", None, {}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = []
+    for _ in range(3):
+        w = subprocess.run([sys.executable, "-c", code], input=blob.hex(), env=env, text=True,
+                           capture_output=True, check=True)
+        b = subprocess.run([sys.executable, "-c", bare], env=env, text=True,
+                           capture_output=True, check=True)
+        runs.append((json.loads(w.stdout.splitlines()[-1]), json.loads(b.stdout.splitlines()[-1])))
+    worker = min(r[0]["cpu_s"] for r in runs)
+    return {"worker_cpu_s": worker, "bare_beam_cpu_s": min(r[1]["cpu_s"] for r in runs),
+            "torch_imported": any(r[0]["torch"] for r in runs)}
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--episodes", type=int, default=16)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--episodes", type=int, default=32)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--parts", nargs="*", default=["overhead", "scaling", "memory", "startup"])
+    ap.add_argument("--memory-episodes", type=int, nargs="*", default=[8, 16, 32])
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    cv2.setNumThreads(1)
-    tmp = Path(tempfile.mkdtemp(prefix="appf-bench-"))
+    if args.child:
+        kind, workers, opts, out = args.child
+        print(json.dumps(child(kind, int(workers), json.loads(opts), Path(out))))
+        return
     opts = {"episodes": args.episodes, "steps": args.steps, "height": args.height,
             "width": args.width, "seed": 0}
-    cfg = JobConfig.from_dict(dict(source="synthetic", source_options=opts, out=str(tmp / "beam"),
-                                   progress_every_s=0))
-    # warm-up (imports, caches) on one episode each way
-    warm = JobConfig.from_dict({**cfg.to_dict(), "out": str(tmp / "warm"),
-                                "source_options": {**opts, "episodes": 1}})
-    run_job(warm, local_options(1))
-    plain_loop(warm, tmp / "warm-loop")
-
-    t0 = time.perf_counter()
-    loop_frames = plain_loop(cfg, tmp / "loop")
-    t_loop = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    summary = run_job(cfg, local_options(1))
-    t_beam = time.perf_counter() - t0
-    assert summary.frames == loop_frames, (summary.frames, loop_frames)
-    fig = {
-        "episodes": args.episodes, "frames": loop_frames, "resolution": f"{args.width}x{args.height}",
-        "loop_frames_per_s": loop_frames / t_loop, "beam_frames_per_s": summary.frames / t_beam,
-        "beam_overhead_x": t_beam / t_loop,
-    }
-    print(f"plain loop : {fig['loop_frames_per_s']:8.1f} frames/s ({t_loop:.2f} s)")
-    print(f"beam local : {fig['beam_frames_per_s']:8.1f} frames/s ({t_beam:.2f} s, 1 worker)")
-    print(f"overhead   : {fig['beam_overhead_x']:.2f}x (goal <= 1.25x)")
+    print(f"{args.episodes} synthetic episodes x {args.steps} steps at {args.width}x{args.height}, "
+          f"ground-truth depth and masks; {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    fig: dict = {"episodes": args.episodes, "steps": args.steps}
+    tmp = Path(tempfile.mkdtemp(prefix="appf-bench-"))
+    try:
+        if "overhead" in args.parts:
+            loop, beam1 = measure("loop", 1, opts, tmp), measure("local", 1, opts, tmp)
+            fig["overhead"] = {"loop": loop, "local_1": beam1,
+                               "beam_overhead_x": beam1["seconds"] / loop["seconds"]}
+            print(row("plain loop", loop))
+            print(row("beam local, 1 worker", beam1, loop))
+            print(f"beam overhead: {fig['overhead']['beam_overhead_x']:.2f}x the loop's time "
+                  "(goal <= 1.15x)")
+        if "scaling" in args.parts:
+            local1 = measure("local", 1, opts, tmp)
+            local2 = measure("local", 2, opts, tmp)
+            dask1 = measure("dask", 1, opts, tmp)
+            dask2 = measure("dask", 2, opts, tmp)
+            fig["scaling"] = {"local_1": local1, "local_2": local2, "dask_1": dask1, "dask_2": dask2}
+            print(row("local, 1 worker", local1))
+            print(row("local, 2 workers", local2, local1) + "  (goal >= 1.8x)")
+            print(row("dask, 1 worker", dask1, local1))
+            print(row("dask, 2 workers", dask2, local1) + "  (goal >= 1.6x)")
+        if "memory" in args.parts:
+            fig["memory"] = {}
+            for n in args.memory_episodes:
+                r = measure("dask", 2, {**opts, "episodes": n}, tmp)
+                fig["memory"][n] = r
+                print(row(f"dask x2, {n:3d} episodes", r))
+        if "startup" in args.parts:
+            s = startup_cpu_s()
+            fig["startup"] = s
+            print(f"worker start-up (model-free step): {s['worker_cpu_s']:.2f} CPU-s "
+                  f"(goal < 1.5 s; bare `import apache_beam` {s['bare_beam_cpu_s']:.2f} s); "
+                  f"torch imported: {s['torch_imported']}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(fig, indent=1))
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

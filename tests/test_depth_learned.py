@@ -56,7 +56,8 @@ def run_inference(backend: str, episodes, batch_frames: int, tmp_path: Path) -> 
     from apache_beam.ml.inference.base import RunInference
 
     from appf.launch.runners import local_options
-    from appf.pipelines.inference import DepthHandler, EpisodeWork, inference_result
+    from appf.pipelines.inference import DepthHandler, inference_result
+    from appf.pipelines.work import EpisodeWork
     from appf.schemas import EpisodeRef
 
     out_dir = tmp_path / f"beam-{backend}"

@@ -1,41 +1,55 @@
-"""Name -> annotator factories. A new model is one file plus one line here."""
+"""Name -> annotator factories. A new model is one file plus one line here.
+
+Factories import their module on first use, so a job imports only the backends it runs (the
+classical stereo stack pulls scipy.ndimage; learned ones torch)."""
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Callable
+import importlib
+from typing import Any, Callable
 
-from appf.annotators.depth.foundation_stereo import FoundationStereoDepth
-from appf.annotators.depth.ground_truth import GroundTruthDepth
-from appf.annotators.depth.moge import MoGe2Depth
-from appf.annotators.depth.promptda import PromptDepthAnythingDepth
-from appf.annotators.depth.sensor_fill import SensorDepthCompletion
-from appf.annotators.depth.sgbm import SgbmStereoDepth
-from appf.annotators.masks.ground_truth import GroundTruthMasker
-from appf.annotators.masks.kinematic import RobotSilhouette
-from appf.annotators.masks.prompted import PromptedVideoMasker
-from appf.annotators.masks.roboengine import RoboEngineSegmenter
-from appf.annotators.masks.sam2 import Sam2VideoRefiner
 from appf.annotators.protocols import DepthAnnotator, Masker
 from appf.schemas import ConfigError
 
+
+class _Lazy:
+    """A factory for `module:Class(**kwargs)` that imports the module when called."""
+
+    def __init__(self, target: str, **kwargs: Any):
+        self.target, self.kwargs = target, kwargs
+
+    def __call__(self) -> Any:
+        module, cls = self.target.split(":")
+        return getattr(importlib.import_module(module), cls)(**self.kwargs)
+
+
+_D = "appf.annotators.depth"
 DEPTH_BACKENDS: dict[str, Callable[[], DepthAnnotator]] = {
-    "ground_truth": GroundTruthDepth,
+    "ground_truth": _Lazy(f"{_D}.ground_truth:GroundTruthDepth"),
     # classical, no weights (the embedded defaults)
-    "sgbm": SgbmStereoDepth,  # rectified stereo
-    "sensor_fill": SensorDepthCompletion,  # RGB-D: edge-aware hole filling of the sensor's depth
+    "sgbm": _Lazy(f"{_D}.sgbm:SgbmStereoDepth"),  # rectified stereo
+    # RGB-D: edge-aware hole filling of the sensor's depth
+    "sensor_fill": _Lazy(f"{_D}.sensor_fill:SensorDepthCompletion"),
     # learned; weights and optional packages: appf.annotators.weights, `appf models list`
-    "foundation_stereo": FoundationStereoDepth,  # stereo (DROID), ViT-L
-    "foundation_stereo_vits": partial(FoundationStereoDepth, weights="foundation-stereo-vits"),
-    "promptda": PromptDepthAnythingDepth,  # RGB + sensor-depth prompt (AgiBot), ViT-L
-    "promptda_vits": partial(PromptDepthAnythingDepth, weights="promptda-vits"),
-    "moge2": MoGe2Depth,  # monocular metric (BridgeV2, chosen simulators), ViT-L
-    "moge2_vits": partial(MoGe2Depth, weights="moge-2-vits-normal"),
+    "foundation_stereo": _Lazy(f"{_D}.foundation_stereo:FoundationStereoDepth"),  # stereo, ViT-L
+    "foundation_stereo_vits": _Lazy(f"{_D}.foundation_stereo:FoundationStereoDepth",
+                                    weights="foundation-stereo-vits"),
+    # RGB + sensor-depth prompt (AgiBot), ViT-L
+    "promptda": _Lazy(f"{_D}.promptda:PromptDepthAnythingDepth"),
+    "promptda_vits": _Lazy(f"{_D}.promptda:PromptDepthAnythingDepth", weights="promptda-vits"),
+    "moge2": _Lazy(f"{_D}.moge:MoGe2Depth"),  # monocular metric (BridgeV2, simulators), ViT-L
+    "moge2_vits": _Lazy(f"{_D}.moge:MoGe2Depth", weights="moge-2-vits-normal"),
 }
+
 
 def _prompted(name: str, roboengine: bool = True, kinematic: bool = False,
               sam2: str | None = "sam2.1-hiera-large"):
-    def build() -> PromptedVideoMasker:
+    def build():
+        from appf.annotators.masks.kinematic import RobotSilhouette
+        from appf.annotators.masks.prompted import PromptedVideoMasker
+        from appf.annotators.masks.roboengine import RoboEngineSegmenter
+        from appf.annotators.masks.sam2 import Sam2VideoRefiner
+
         return PromptedVideoMasker(
             name, segmenter=RoboEngineSegmenter() if roboengine else None,
             kinematic=RobotSilhouette() if kinematic else None,
@@ -44,7 +58,8 @@ def _prompted(name: str, roboengine: bool = True, kinematic: bool = False,
 
 
 MASK_BACKENDS: dict[str, Callable[[], Masker]] = {
-    "ground_truth": GroundTruthMasker,  # simulators' segmentation ids
+    # simulators' segmentation ids
+    "ground_truth": _Lazy("appf.annotators.masks.ground_truth:GroundTruthMasker"),
     # real data; code, weights and optional packages: appf.annotators.masks.*, `appf models list`
     "roboengine": _prompted("roboengine", sam2=None),  # per-frame masks + tracking
     "roboengine+sam2": _prompted("roboengine+sam2"),  # + SAM 2.1 Hiera-L refinement

@@ -11,12 +11,20 @@ import sys
 from appf.schemas import AppfError, ConfigError
 
 
+def _runner_opts(pairs: list[str] | None) -> dict[str, str]:
+    """`--runner-opt KEY=VALUE` pairs as a dict."""
+    bad = [p for p in pairs or [] if "=" not in p or not p.split("=", 1)[0]]
+    if bad:
+        raise ConfigError(f"--runner-opt takes KEY=VALUE, got {bad}")
+    return dict(p.split("=", 1) for p in pairs or [])
+
+
 def job_config_from_args(args: argparse.Namespace):
     """The job config from `--config` (if any) and the command-line flags present in `args`."""
     from appf.pipelines.config import JobConfig
 
     flags = ("source", "out", "runner", "workers", "dask_address", "zarr_format", "depth", "masks",
-             "n_points", "mask_mode", "store_masks", "episodes_per_shard")
+             "n_points", "mask_mode", "store_masks", "episodes_per_shard", "image")
     overrides = {k: getattr(args, k, None) for k in flags}
     config = getattr(args, "config", None)
     cfg = (JobConfig.from_file(config, **overrides) if config
@@ -28,14 +36,22 @@ def job_config_from_args(args: argparse.Namespace):
             source_options[key] = value
     source_options.update(_source_option_pairs(getattr(args, "source_option", None) or []))
     cfg.source_options = source_options
+    cfg.runner_options = {**cfg.runner_options,
+                          **_runner_opts(getattr(args, "runner_opt", None))}
     return cfg
 
 
 def _reannotate(args: argparse.Namespace) -> int:
+    from appf.launch.runner_profiles import submission
     from appf.launch.runners import pipeline_options
-    from appf.pipelines.job import run_job
 
     cfg = job_config_from_args(args)
+    sub = submission(cfg)  # validates the runner profile before anything runs
+    if args.dry_run:
+        print(sub.text(cfg))
+        return 0
+    from appf.pipelines.job import run_job
+
     source_options = cfg.source_options
     print(f"[appf] reannotate: source {cfg.source} {source_options} -> {cfg.out} "
           f"(runner {cfg.runner}, {cfg.workers} worker(s), zarr format {cfg.zarr_format})",
@@ -118,7 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "--source-option cameras=[agentview] --source-option height=256")
     r.add_argument("--out", help="output directory (default ./out)")
     r.add_argument("--config", help="YAML/JSON job config; command-line flags win")
-    r.add_argument("--runner", choices=["local", "dask"], help="default local")
+    r.add_argument("--runner", choices=["local", "dask", "dataflow", "flink", "spark"],
+                   help="runner profile (default local); options: --runner-opt")
+    r.add_argument("--runner-opt", action="append", metavar="KEY=VALUE",
+                   help="a runner profile option, repeatable (e.g. project=..., flink_master=...)")
+    r.add_argument("--image", help="worker image (dataflow, flink, spark profiles)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the submission (pipeline options, image, resources) and exit")
     r.add_argument("--workers", type=int, help="worker processes (default 1)")
     r.add_argument("--dask-address", help="dask scheduler address (default: a LocalCluster)")
     r.add_argument("--zarr-format", type=int, choices=[2, 3],

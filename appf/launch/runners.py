@@ -1,8 +1,9 @@
-"""Runner profiles: turn the job's runner choice into Beam pipeline options.
+"""Turn the job's runner profile into Beam pipeline options (see runner_profiles).
 
 local: Beam's in-process FnApiRunner, named explicitly (the DirectRunner would try Prism first,
-which downloads a binary). dask: Beam's DaskRunner on a dask.distributed cluster (`--dask-address`,
-or a LocalCluster started here and closed at the end).
+which downloads a binary). dask: Beam's DaskRunner on a dask.distributed cluster (`address`, or a
+LocalCluster started here and closed at the end), one episode per Dask partition. dataflow,
+flink, spark: the portable runners, submitted with the flags the profile validated.
 """
 
 from __future__ import annotations
@@ -13,30 +14,30 @@ from typing import Iterator
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from appf.launch.runner_profiles import DASK_RUNNER, submission
 from appf.pipelines.config import JobConfig
 
-DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+__all__ = ["DASK_RUNNER", "local_options", "pipeline_options"]
 
 
 def local_options(workers: int = 1) -> PipelineOptions:
     mode = "in_memory" if workers == 1 else "multi_processing"
-    return PipelineOptions(flags=[], runner="FnApiRunner", direct_running_mode=mode,
-                           direct_num_workers=workers)
+    return PipelineOptions(["--runner=FnApiRunner", f"--direct_running_mode={mode}",
+                            f"--direct_num_workers={workers}"])
 
 
 @contextlib.contextmanager
 def pipeline_options(cfg: JobConfig) -> Iterator[PipelineOptions]:
-    """Options for `cfg.runner`; a LocalCluster started for the dask profile lives as long as the
-    context."""
-    if cfg.runner == "local":
-        yield local_options(cfg.workers)
-        return
-    if cfg.dask_address:
-        yield PipelineOptions(flags=[], runner=DASK_RUNNER, dask_client_address=cfg.dask_address)
+    """Options for `cfg`'s runner profile (validated first); a LocalCluster started for the dask
+    profile lives as long as the context. Flags, not keyword arguments: Beam silently discards
+    keyword options it does not know under their flag name (`dask_client_address=` is one)."""
+    sub = submission(cfg)
+    if sub.local_cluster_workers is None:
+        yield PipelineOptions(sub.flags)
         return
     from distributed import LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    with LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True,
+    with LocalCluster(n_workers=sub.local_cluster_workers, threads_per_worker=1, processes=True,
                       dashboard_address=":0") as cluster:
-        yield PipelineOptions(flags=[], runner=DASK_RUNNER, dask_client_address=cluster.scheduler_address)
+        yield PipelineOptions([*sub.flags, f"--dask_client_address={cluster.scheduler_address}"])

@@ -13,10 +13,11 @@ from appf.schemas import ConfigError
 from appf.schemas.config_io import dataclass_from_dict, load_mapping
 
 MASK_MODES = ("none", "no_robot", "task_objects", "foreground")
-RUNNERS = ("local", "dask")
+RUNNERS = ("local", "dask", "dataflow", "flink", "spark")
 
 # Fields that change how a job runs, not what it writes: left out of the config hash.
-_EXECUTION_FIELDS = ("out", "runner", "workers", "dask_address", "progress_every_s", "model_copies")
+_EXECUTION_FIELDS = ("out", "runner", "workers", "dask_address", "progress_every_s", "model_copies",
+                     "episodes_per_batch", "runner_options", "image")
 
 
 @dataclass
@@ -44,6 +45,7 @@ class JobConfig:
     masks: str = "auto"
     batch_frames: int = 8
     model_copies: int | None = None  # RunInference model copies per machine (None = one per process)
+    episodes_per_batch: int = 4  # learned backends: episodes per RunInference batch (frames shared)
     zarr_format: int = 3
     chunk_frames: int = 100
     image_format: str = "jpeg"
@@ -52,6 +54,8 @@ class JobConfig:
     runner: str = "local"
     workers: int = 1
     dask_address: str | None = None
+    runner_options: dict[str, Any] = field(default_factory=dict)  # per profile: launch/runner_profiles
+    image: str | None = None  # worker image of the dataflow / flink / spark profiles
     progress_every_s: float = 2.0
 
     def __post_init__(self) -> None:
@@ -74,6 +78,8 @@ class JobConfig:
             c = self.crop
             if len(c) != 2 or any(len(r) != 3 for r in c) or any(a >= b for a, b in zip(*c)):
                 problems.append(f"crop must be [[xmin, ymin, zmin], [xmax, ymax, zmax]] with min < max, got {c}")
+        if self.episodes_per_batch < 1:
+            problems.append("episodes_per_batch must be >= 1")
         if self.workers < 1:
             problems.append("workers must be >= 1")
         if problems:

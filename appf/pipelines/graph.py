@@ -1,7 +1,13 @@
 """The Beam graph (DESIGN §3), thin wrappers around the pure stages.
 
-refs -> Reshuffle -> read -> RunInference(depth) -> RunInference(masks) -> point clouds, keyframes,
-SFT rows -> staged per episode -> GroupByKey(shard) -> one writer per shard -> commit marker.
+Model-free backends (ground truth, classical depth): refs -> Reshuffle -> one fused step (read,
+depth, masks, point clouds, keyframes, SFT rows, staged per episode) -> GroupByKey(shard) -> one
+writer per shard -> commit marker. Only small descriptors leave the fused step, and no torch or
+RunInference is imported.
+Learned backends (or `model_copies`): read -> RunInference(depth) -> RunInference(masks) -> point
+clouds ... as above; RunInference batches episodes so frames of several episodes share a model
+batch. On the DaskRunner (whose translation of RunInference drops elements) the learned path is
+the fused step too, with the model loaded once per worker process.
 A failed episode is an `EpisodeWork` that carries its `FailedEpisode` through the later stages
 untouched and lands in its shard's failures table. The chain is linear (no tagged outputs), which every runner,
 the DaskRunner included, executes.
@@ -15,10 +21,12 @@ from typing import Any, Iterable
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import RunInference
 
+from appf.annotators.registry import make_depth_annotator, make_masker
 from appf.pipelines.config import JobConfig
-from appf.pipelines.inference import DepthHandler, EpisodeWork, MaskHandler, inference_result
+from appf.pipelines.episode_steps import (
+    depth_step, loaded_depth_annotator, loaded_masker, masks_step, read_step,
+)
 from appf.pipelines.process_episode import StageError, process_episode
 from appf.pipelines.processed import (
     FailedEpisode, StagedEpisode, action_semantics, load_staged, save_staged,
@@ -26,7 +34,8 @@ from appf.pipelines.processed import (
 from appf.pipelines.sinks.tables import failures_table, parquet_bytes
 from appf.pipelines.sinks.zarr_shards import encode_shard
 from appf.pipelines.sources import make_source
-from appf.schemas import SFT_SCHEMA, EpisodeRef, check_episode
+from appf.pipelines.work import EpisodeWork
+from appf.schemas import SFT_SCHEMA, EpisodeRef
 from appf.storage import (
     Location, ShardCommit, layout, object_entry, objects_digest, write_marker, write_store_objects,
 )
@@ -36,6 +45,38 @@ NS = "appf"
 
 def _count(name: str, n: int = 1) -> None:
     Metrics.counter(NS, name).inc(n)
+
+
+def count_pass(work: EpisodeWork, stage: str) -> None:
+    """Count the frames a pass annotated, or the episode if it failed in this pass."""
+    if work.failure is not None:
+        if work.failure.stage == stage:
+            _count(f"failures_{stage}")
+    else:
+        _count(f"frames_{stage}", work.episode.num_steps)
+
+
+def stage_episode(el: EpisodeWork, cfg: JobConfig, out: Location, default_crop,
+                  provenance: dict[str, Any]) -> tuple[int, StagedEpisode | FailedEpisode]:
+    """Point clouds + keyframes + SFT rows of one episode, staged under the output location;
+    returns (shard, descriptor): a failure record when this or an earlier stage failed."""
+    if el.failure is None:
+        try:
+            pe = process_episode(el.episode, el.labels, cfg, el.ref.index, default_crop, provenance)
+        except StageError as e:
+            _count(f"failures_{e.stage}")
+            el = el.fail(e.stage, e.error)
+        else:
+            path = layout.staged_key(el.shard, pe.index, pe.num_frames)
+            save_staged(pe, out, path)
+            _count("episodes_processed")
+            _count("frames_processed", pe.num_frames)
+            return el.shard, StagedEpisode(el.shard, pe.index, pe.dataset, pe.episode_id,
+                                           str(path), pe.num_frames, pe.num_points)
+    failure = el.failure
+    out.write_text(layout.staged_key(failure.shard, failure.index, 0, failed=True),
+                   json.dumps(failure.__dict__))
+    return failure.shard, failure
 
 
 class ReadEpisode(beam.DoFn):
@@ -49,14 +90,8 @@ class ReadEpisode(beam.DoFn):
         self.source = make_source(self.cfg.source, self.cfg.source_options)
 
     def process(self, ref: EpisodeRef) -> Iterable[EpisodeWork]:
-        work = EpisodeWork(ref, self.cfg.shard_of(ref.index), None)
-        try:
-            work.episode = check_episode(self.source.read(ref))
-        except Exception as e:  # noqa: BLE001 - recorded, the job goes on
-            _count("failures_read")
-            yield work.fail("read", e)
-            return
-        _count("episodes_read")
+        work = read_step(self.source, ref, self.cfg.shard_of(ref.index))
+        _count("failures_read" if work.failure else "episodes_read")
         yield work
 
 
@@ -67,11 +102,7 @@ class CountPass(beam.DoFn):
         self.stage = stage
 
     def process(self, el):
-        if el.failure is not None:
-            if el.failure.stage == self.stage:
-                _count(f"failures_{self.stage}")
-        else:
-            _count(f"frames_{self.stage}", el.episode.num_steps)
+        count_pass(el, self.stage)
         yield el
 
 
@@ -87,25 +118,35 @@ class ProcessAndStage(beam.DoFn):
         self.out = Location(self.cfg.out)
 
     def process(self, el):
-        if el.failure is None:
-            try:
-                pe = process_episode(el.episode, el.labels, self.cfg, el.ref.index,
-                                     self.default_crop, self.provenance)
-            except StageError as e:
-                _count(f"failures_{e.stage}")
-                el = el.fail(e.stage, e.error)
-            else:
-                path = layout.staged_key(el.shard, pe.index, pe.num_frames)
-                save_staged(pe, self.out, path)
-                _count("episodes_processed")
-                _count("frames_processed", pe.num_frames)
-                yield el.shard, StagedEpisode(el.shard, pe.index, pe.dataset, pe.episode_id,
-                                              str(path), pe.num_frames, pe.num_points)
-                return
-        failure = el.failure
-        self.out.write_text(layout.staged_key(failure.shard, failure.index, 0, failed=True),
-                            json.dumps(failure.__dict__))
-        yield failure.shard, failure
+        yield stage_episode(el, self.cfg, self.out, self.default_crop, self.provenance)
+
+
+class AnnotateAndStage(beam.DoFn):
+    """The fused per-episode step: read, depth, masks, point clouds, SFT rows, staging; emits only
+    (shard, descriptor). Annotators are loaded once per process."""
+
+    def __init__(self, cfg: JobConfig, depth_backend: str, mask_backend: str, default_crop,
+                 provenance: dict[str, Any]):
+        self.cfg, self.default_crop, self.provenance = cfg, default_crop, provenance
+        self.depth_backend, self.mask_backend = depth_backend, mask_backend
+        self.source = self.depth = self.masker = self.out = None
+
+    def setup(self) -> None:
+        self.out = Location(self.cfg.out)
+        self.source = make_source(self.cfg.source, self.cfg.source_options)
+        self.depth = loaded_depth_annotator(self.depth_backend)
+        if self.mask_backend != "none":
+            self.masker = loaded_masker(self.mask_backend)
+
+    def process(self, ref: EpisodeRef):
+        work = read_step(self.source, ref, self.cfg.shard_of(ref.index))
+        _count("failures_read" if work.failure else "episodes_read")
+        work = depth_step(work, self.depth, self.cfg.batch_frames)
+        count_pass(work, "depth")
+        if self.masker is not None:
+            work = masks_step(work, self.masker)
+            count_pass(work, "masks")
+        yield stage_episode(work, self.cfg, self.out, self.default_crop, self.provenance)
 
 
 class WriteShard(beam.DoFn):
@@ -173,24 +214,36 @@ class WriteShard(beam.DoFn):
         return {f"{key}/{k}": object_entry(v) for k, v in sorted(encoded.items())}
 
 
-class HandlerPass(beam.DoFn):
-    """The same model handler as RunInference, called from a plain DoFn (one model per DoFn
-    instance). For runners whose translation of RunInference is broken: Beam 2.77's DaskRunner
-    computes only one branch of RunInference's expansion and silently drops elements."""
-
-    def __init__(self, handler):
-        self.handler = handler
-        self.model = None
-
-    def setup(self) -> None:
-        self.model = self.handler.load_model()
-
-    def process(self, el):
-        yield from self.handler.run_inference([el], self.model)
+def needs_runinference(cfg: JobConfig, depth_backend: str, mask_backend: str) -> bool:
+    """True when a backend has weights (a model worth batching across episodes) or the job asks
+    for shared model copies: only then does the graph use RunInference (and import torch)."""
+    has_weights = bool(make_depth_annotator(depth_backend).weights_id) or (
+        mask_backend != "none" and bool(make_masker(mask_backend).weights_id))
+    return has_weights or bool(cfg.model_copies)
 
 
-def _annotation_pass(handler, run_inference: bool) -> beam.PTransform:
-    return RunInference(handler) if run_inference else beam.ParDo(HandlerPass(handler))
+def _learned_passes(work, cfg: JobConfig, depth_backend: str, mask_backend: str):
+    from apache_beam.ml.inference.base import RunInference  # imports torch
+
+    from appf.pipelines.inference import DepthHandler, MaskHandler, inference_result
+
+    per_batch = cfg.episodes_per_batch
+    depth = DepthHandler(depth_backend, cfg.batch_frames, cfg.model_copies, per_batch)
+    work = (
+        work
+        | "Depth" >> RunInference(depth)
+        | "DepthResult" >> beam.Map(inference_result).with_output_types(EpisodeWork)
+        | "CountDepth" >> beam.ParDo(CountPass("depth")).with_output_types(EpisodeWork)
+    )
+    if mask_backend == "none":
+        return work
+    masks = MaskHandler(mask_backend, model_copies=cfg.model_copies, episodes_per_batch=per_batch)
+    return (
+        work
+        | "Masks" >> RunInference(masks)
+        | "MaskResult" >> beam.Map(inference_result).with_output_types(EpisodeWork)
+        | "CountMasks" >> beam.ParDo(CountPass("masks")).with_output_types(EpisodeWork)
+    )
 
 
 def build_pipeline(p: beam.Pipeline, cfg: JobConfig, refs: list[EpisodeRef], depth_backend: str,
@@ -198,30 +251,22 @@ def build_pipeline(p: beam.Pipeline, cfg: JobConfig, refs: list[EpisodeRef], dep
                    run_inference: bool = True):
     """Attach the job's transforms to `p`; returns the PCollection of shard commits.
 
-    `run_inference=False` runs the annotators' model handlers in plain DoFns (see HandlerPass).
+    `run_inference=False` (runners whose RunInference translation is broken: Dask) always uses
+    the fused step; otherwise learned backends go through RunInference (see the module doc).
     """
     provenance = {"depth_backend": depth_backend, "mask_backend": mask_backend}
-    depth = DepthHandler(depth_backend, cfg.batch_frames, cfg.model_copies)
-    work = (
-        p
-        | "EpisodeRefs" >> beam.Create(refs)
-        | "Reshuffle" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(ReadEpisode(cfg)).with_output_types(EpisodeWork)
-        | "Depth" >> _annotation_pass(depth, run_inference)
-        | "DepthResult" >> beam.Map(inference_result).with_output_types(EpisodeWork)
-        | "CountDepth" >> beam.ParDo(CountPass("depth")).with_output_types(EpisodeWork)
-    )
-    if mask_backend != "none":
-        work = (
-            work
-            | "Masks" >> _annotation_pass(MaskHandler(mask_backend, model_copies=cfg.model_copies),
-                                          run_inference)
-            | "MaskResult" >> beam.Map(inference_result).with_output_types(EpisodeWork)
-            | "CountMasks" >> beam.ParDo(CountPass("masks")).with_output_types(EpisodeWork)
-        )
+    refs_pc = (p | "EpisodeRefs" >> beam.Create(refs, reshuffle=False)
+               | "Reshuffle" >> beam.Reshuffle())
+    if run_inference and needs_runinference(cfg, depth_backend, mask_backend):
+        work = refs_pc | "Read" >> beam.ParDo(ReadEpisode(cfg)).with_output_types(EpisodeWork)
+        work = _learned_passes(work, cfg, depth_backend, mask_backend)
+        staged = work | "PointCloudsAndSFT" >> beam.ParDo(
+            ProcessAndStage(cfg, default_crop, provenance))
+    else:
+        staged = refs_pc | "AnnotateAndStage" >> beam.ParDo(
+            AnnotateAndStage(cfg, depth_backend, mask_backend, default_crop, provenance))
     return (
-        work
-        | "PointCloudsAndSFT" >> beam.ParDo(ProcessAndStage(cfg, default_crop, provenance))
+        staged
         | "GroupByShard" >> beam.GroupByKey()
         | "WriteShard" >> beam.ParDo(WriteShard(cfg, attributes))
     )

@@ -1,71 +1,24 @@
-"""Beam RunInference adapters for the annotator protocols.
+"""Beam RunInference adapters for the annotator protocols (imported only when a learned backend
+runs: Beam's RunInference module imports torch).
 
-One element is one episode (`EpisodeWork`); the handler batches that episode's frames
-(`batch_frames`) through the annotator itself, so pixels never cross a shuffle. A failed
-episode flows through unchanged, carrying its `FailedEpisode`.
+One element is one episode (`EpisodeWork`); RunInference hands the handler a batch of up to
+`episodes_per_batch` episodes, and the depth handler cuts all their frames into model batches of
+`batch_frames` (frames of different episodes share a batch), so pixels never cross a shuffle and
+a GPU sees full batches. A failed episode flows through unchanged, carrying its `FailedEpisode`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
-import pickle
-
-import apache_beam as beam
-import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from appf.annotators.apply import annotate_episode_depth, annotate_episode_masks, depth_provenance
+from appf.annotators.apply import depth_provenance
+from appf.annotators.apply_across import annotate_episodes_depth
 from appf.annotators.registry import make_depth_annotator, make_masker
-from appf.pipelines.processed import FailedEpisode
-from appf.schemas import Episode, EpisodeRef
-
-
-@dataclass
-class EpisodeWork:
-    """An episode on its way through the annotation passes; once a stage fails, `episode` and
-    `labels` are dropped and `failure` says why (the element still flows to its shard writer)."""
-
-    ref: EpisodeRef
-    shard: int
-    episode: Episode | None
-    labels: dict[str, np.ndarray] | None = None
-    failure: FailedEpisode | None = None
-
-    def fail(self, stage: str, error: BaseException) -> "EpisodeWork":
-        failure = FailedEpisode(self.shard, self.ref.index, self.ref.dataset, self.ref.episode_id,
-                                stage, type(error).__name__, str(error))
-        return replace(self, episode=None, labels=None, failure=failure)
-
-    def nbytes(self) -> int:
-        """Pixel and label bytes held (a size estimate that needs no encoding)."""
-        n = sum(a.nbytes for a in (self.labels or {}).values())
-        for cam in self.episode.cameras.values() if self.episode else ():
-            for a in (cam.rgb, cam.rgb_right, cam.depth, cam.segmentation):
-                if isinstance(a, np.ndarray):
-                    n += a.nbytes
-        return n + 256
-
-
-class EpisodeWorkCoder(beam.coders.Coder):
-    """Pickles an EpisodeWork (protocol 5) but estimates its size from array sizes: Beam samples
-    element sizes by encoding them, which for whole episodes of pixels cost half the job time."""
-
-    def encode(self, value: EpisodeWork) -> bytes:
-        return pickle.dumps(value, protocol=5)
-
-    def decode(self, encoded: bytes) -> EpisodeWork:
-        return pickle.loads(encoded)
-
-    def is_deterministic(self) -> bool:
-        return False
-
-    def estimate_size(self, value: EpisodeWork) -> int:
-        return value.nbytes()
-
-
-beam.coders.registry.register_coder(EpisodeWork, EpisodeWorkCoder)
+from appf.pipelines.episode_steps import masks_step
+from appf.pipelines.work import EpisodeWork
 
 Element = EpisodeWork
 
@@ -73,8 +26,10 @@ Element = EpisodeWork
 class _EpisodeHandler(ModelHandler[Element, Element, Any]):
     stage = ""
 
-    def __init__(self, backend: str, batch_frames: int = 8, model_copies: int | None = None):
-        kwargs: dict[str, Any] = {"min_batch_size": 1, "max_batch_size": 1}
+    def __init__(self, backend: str, batch_frames: int = 8, model_copies: int | None = None,
+                 episodes_per_batch: int = 1):
+        kwargs: dict[str, Any] = {"min_batch_size": 1,
+                                  "max_batch_size": max(1, episodes_per_batch)}
         if model_copies:
             kwargs.update(large_model=True, model_copies=model_copies)
         super().__init__(**kwargs)
@@ -83,16 +38,7 @@ class _EpisodeHandler(ModelHandler[Element, Element, Any]):
 
     def run_inference(self, batch: Sequence[Element], model: Any,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
-        out = []
-        for work in batch:
-            if work.failure is not None:
-                out.append(PredictionResult(work, work))
-                continue
-            try:
-                out.append(PredictionResult(work, self._annotate(work, model)))
-            except Exception as e:  # noqa: BLE001 - becomes a failure record of this stage
-                out.append(PredictionResult(work, work.fail(self.stage, e)))
-        return out
+        return [PredictionResult(w, r) for w, r in zip(batch, self._annotate(list(batch), model))]
 
     def get_num_bytes(self, batch: Sequence[Element]) -> int:
         """Pixel bytes of the batch (the default pickles every batch just to measure it)."""
@@ -101,17 +47,18 @@ class _EpisodeHandler(ModelHandler[Element, Element, Any]):
     def get_metrics_namespace(self) -> str:
         return f"appf_{self.stage}"
 
-    def _annotate(self, work: EpisodeWork, model: Any) -> Element:
+    def _annotate(self, works: list[Element], model: Any) -> list[Element]:
         raise NotImplementedError
 
 
 class DepthHandler(_EpisodeHandler):
-    """Runs a DepthAnnotator over every camera of an episode."""
+    """Runs a DepthAnnotator over every camera of a batch of episodes."""
 
     stage = "depth"
 
-    def __init__(self, backend: str, batch_frames: int = 8, model_copies: int | None = None):
-        super().__init__(backend, batch_frames, model_copies)
+    def __init__(self, backend: str, batch_frames: int = 8, model_copies: int | None = None,
+                 episodes_per_batch: int = 1):
+        super().__init__(backend, batch_frames, model_copies, episodes_per_batch)
         # A shared model copy (model_copies) is a proxy that forwards methods, not attributes:
         # then the provenance is read from an unloaded instance (the pinned weights id and
         # revision; a local weights path chosen at load time is not visible through the proxy).
@@ -122,13 +69,18 @@ class DepthHandler(_EpisodeHandler):
         annotator.load()
         return annotator
 
-    def _annotate(self, work: EpisodeWork, model) -> Element:
-        return replace(work, episode=annotate_episode_depth(
-            work.episode, model, self.batch_frames, self.provenance))
+    def _annotate(self, works: list[Element], model) -> list[Element]:
+        todo = [w for w in works if w.failure is None]
+        done = annotate_episodes_depth([w.episode for w in todo], model, self.batch_frames,
+                                       self.provenance)
+        by_id = {id(w): (w.fail(self.stage, r) if isinstance(r, Exception)
+                         else replace(w, episode=r)) for w, r in zip(todo, done)}
+        return [by_id.get(id(w), w) for w in works]
 
 
 class MaskHandler(_EpisodeHandler):
-    """Runs a Masker over every camera of an episode."""
+    """Runs a Masker over every camera of each episode of a batch (a masker sees one camera's
+    frames in time order: trackers rely on it)."""
 
     stage = "masks"
 
@@ -137,8 +89,8 @@ class MaskHandler(_EpisodeHandler):
         masker.load()
         return masker
 
-    def _annotate(self, work: EpisodeWork, model) -> Element:
-        return replace(work, labels=annotate_episode_masks(work.episode, model))
+    def _annotate(self, works: list[Element], model) -> list[Element]:
+        return [masks_step(w, model) for w in works]
 
 
 def inference_result(result: PredictionResult) -> Element:

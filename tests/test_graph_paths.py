@@ -1,0 +1,80 @@
+"""Which graph a job gets: model-free backends run one fused step per episode and never import
+torch, transformers or RunInference (driver or worker); Dask spreads episodes over its workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from appf.launch.runners import pipeline_options
+from appf.pipelines.job import run_job
+from pipeline_helpers import SMALL_SOURCE, shard_checksums, small_config
+
+HEAVY = ("torch", "transformers", "apache_beam.ml.inference.base")
+
+_JOB_AND_WORKER = r"""
+import json, pickle, sys
+from apache_beam.internal import pickler
+from appf.launch.runners import local_options
+from appf.pipelines.config import JobConfig
+from appf.pipelines.graph import AnnotateAndStage
+from appf.pipelines.job import run_job
+
+cfg = JobConfig.from_dict(json.loads(sys.argv[1]))
+summary = run_job(cfg, local_options(1))
+driver = [m for m in %(heavy)r if m in sys.modules]
+# what a worker process receives: the pickled fused step
+blob = pickler.dumps(AnnotateAndStage(cfg, "ground_truth", "ground_truth", None, {}))
+print(json.dumps({"episodes": summary.episodes, "driver": driver, "blob": blob.hex()}))
+""" % {"heavy": HEAVY}
+
+_WORKER = r"""
+import sys
+from apache_beam.internal import pickler
+fn = pickler.loads(bytes.fromhex(sys.stdin.read()))
+fn.setup()
+print([m for m in %(heavy)r if m in sys.modules])
+""" % {"heavy": HEAVY}
+
+
+def _python(code: str, *args: str, stdin: str | None = None) -> str:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code, *args], input=stdin, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_model_free_job_imports_no_torch_in_driver_or_worker(tmp_path):
+    cfg = small_config(tmp_path / "out", source_options={**SMALL_SOURCE, "episodes": 2})
+    result = json.loads(_python(_JOB_AND_WORKER, json.dumps(cfg.to_dict())))
+    assert result["episodes"] == 2
+    assert result["driver"] == []
+    assert _python(_WORKER, stdin=result["blob"]) == "[]"
+
+
+def test_dask_spreads_episodes_over_both_workers(tmp_path, monkeypatch):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    here = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    cfg = small_config(tmp_path / "dask", runner="dask", workers=2,
+                       source="pid_source:PidSource",
+                       source_options={**SMALL_SOURCE, "episodes": 8, "pid_dir": str(pids)})
+    with pipeline_options(cfg) as options:
+        summary = run_job(cfg, options)
+    assert summary.episodes == 8 and summary.failures == 0
+    reads = [p.name.split("-") for p in pids.iterdir()]
+    assert sorted({int(i) for i, _ in reads}) == list(range(8))
+    per_worker = {}
+    for _, pid in reads:
+        per_worker[pid] = per_worker.get(pid, 0) + 1
+    assert len(per_worker) == 2, per_worker  # one partition per episode: both workers get some
+    local = small_config(tmp_path / "local", source="pid_source:PidSource",
+                         source_options={**SMALL_SOURCE, "episodes": 8, "pid_dir": str(pids)})
+    with pipeline_options(local) as options:
+        run_job(local, options)
+    assert shard_checksums(tmp_path / "dask") == shard_checksums(tmp_path / "local")
