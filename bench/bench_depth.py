@@ -1,5 +1,7 @@
-"""Depth backends on CPU at 640 x 480: frames/s, and the Beam RunInference path against calling
-the backend directly on the same frames (overhead ratio), all measured in one run.
+"""Depth backends on CPU at 640 x 480: frames/s and peak memory per backend (each backend in its
+own process), the Beam RunInference path against calling the backend directly on the same frames
+(overhead ratio), and frames of two episodes batched together against one episode per batch
+(cross-episode batching, as the RunInference depth pass does), all measured in one run.
 
 Learned backends use real-size architectures with random weights (same compute as the real
 weights): PromptDepthAnything ViT-S (transformers' default PromptDepthAnythingConfig = the
@@ -16,6 +18,8 @@ import argparse
 import dataclasses
 import os
 import pickle
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appf.annotators.apply import annotate_episode_depth  # noqa: E402
+from appf.annotators.apply_across import annotate_episodes_depth  # noqa: E402
 from appf.annotators.depth.evaluate import simulate_sensor_holes  # noqa: E402
 from appf.annotators.registry import make_depth_annotator  # noqa: E402
 from appf.pipelines.sources.synthetic import SyntheticSource  # noqa: E402
@@ -117,10 +122,9 @@ def run_inference(backend: str, ep, batch_frames: int, out_dir: Path) -> float:
     do not go through beam.Create, which would pickle and bz2-compress them into the pipeline
     proto) | RunInference(DepthHandler) | write the depth to disk."""
     import apache_beam as beam
-    from apache_beam.ml.inference.base import RunInference
 
     from appf.launch.runners import local_options
-    from appf.pipelines.inference import DepthHandler, inference_result
+    from appf.pipelines.inference import DepthHandler, annotation_pass
     from appf.pipelines.work import EpisodeWork
     from appf.schemas import EpisodeRef
 
@@ -136,8 +140,8 @@ def run_inference(backend: str, ep, batch_frames: int, out_dir: Path) -> float:
     start = time.perf_counter()
     with beam.Pipeline(options=local_options(1)) as p:
         _ = (p | beam.Create([str(source)]) | beam.Map(lambda f: pickle.loads(Path(f).read_bytes()))
-             | RunInference(DepthHandler(backend, batch_frames))
-             | beam.Map(inference_result) | beam.Map(save))
+             | annotation_pass(DepthHandler(backend, batch_frames))
+             | beam.Map(save))
     return time.perf_counter() - start
 
 
@@ -171,6 +175,29 @@ def bench(backend: str, frames: int, runinference: bool, tmp: Path, moge_level: 
                  f"inference + write) = {beam_s / (load_s + direct_s):5.2f} x (load + direct), "
                  f"{beam_s - load_s - direct_s:+5.2f} s; same depth as direct: {same}")
     print(line, flush=True)
+    if backend != "moge2":
+        print(across_episodes(annotator, ep, frames), flush=True)
+
+
+def across_episodes(annotator, ep, frames: int) -> str:
+    """Two episodes of `frames` frames with a model batch of 2 x `frames`: one episode per batch
+    (two half-full batches) against frames of both episodes in one batch."""
+    start = time.perf_counter()
+    alone = [annotate_episode_depth(e, annotator, 2 * frames) for e in (ep, ep)]
+    alone_s = time.perf_counter() - start
+    start = time.perf_counter()
+    together = annotate_episodes_depth([ep, ep], annotator, 2 * frames)
+    together_s = time.perf_counter() - start
+    same = all(np.allclose(a.cameras["front"].depth, t.cameras["front"].depth, rtol=1e-4,
+                           atol=1e-5) for a, t in zip(alone, together))
+    return (f"{'':<12} 2 episodes x {frames} frames, model batch {2 * frames}: one episode per "
+            f"batch {2 * frames / alone_s:7.3f} frames/s, across episodes "
+            f"{2 * frames / together_s:7.3f} frames/s ({alone_s / together_s:4.2f}x); same depth: "
+            f"{same}")
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> int:
@@ -186,7 +213,10 @@ def main() -> int:
                     help="alternated direct / RunInference runs; the minimum of each is kept")
     ap.add_argument("--runinference-all", action="store_true",
                     help="also time MoGe-2 through RunInference (another ~100 s per frame)")
+    ap.add_argument("--only", help=argparse.SUPPRESS)  # one backend, in this process
     args = ap.parse_args()
+    if args.only:
+        return one_backend(args)
     import torch
 
     print(f"CPU: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
@@ -198,17 +228,34 @@ def main() -> int:
                       for i in range(3))
         print(f"pipeline floor: RunInference with the pass-through 'ground_truth' backend on "
               f"{args.frames} frames: {floor_s:.2f} s", flush=True)
-        plan = [("sgbm", args.frames, True), ("sensor_fill", args.frames, True),
-                ("promptda", args.learned_frames, True),
-                ("moge2", args.moge_frames, args.runinference_all)]
-        for backend, n, ri in plan:
-            if backend in args.skip:
-                continue
-            if backend in ("promptda", "moge2"):
-                write_random_weights(backend, tmp, args.large)
-            bench(backend, n, ri, tmp, args.moge_level, 1 if backend == "moge2" else args.repeats)
+    precision = os.environ.get("APPF_DEPTH_PRECISION", "auto")
+    print(f"device cpu (fp32: half precision applies on CUDA only; APPF_DEPTH_PRECISION={precision})")
+    for backend in ("sgbm", "sensor_fill", "promptda", "moge2"):
+        if backend in args.skip:
+            continue
+        argv = [a for a in sys.argv[1:] if a != "--only"]
+        done = subprocess.run([sys.executable, __file__, *argv, "--only", backend])
+        if done.returncode != 0:
+            print(f"{backend}: failed (exit {done.returncode})", flush=True)
+    print("GPU figures: unmeasured (no GPU was available where this benchmark was run)")
     print("foundation_stereo: not measured (no installable package; see "
           "appf/annotators/depth/foundation_stereo_loader.py)")
+    return 0
+
+
+def one_backend(args) -> int:
+    """Run one backend's measurements in this process and print its peak memory."""
+    frames, ri = {"sgbm": (args.frames, True), "sensor_fill": (args.frames, True),
+                  "promptda": (args.learned_frames, True),
+                  "moge2": (args.moge_frames, args.runinference_all)}[args.only]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if args.only in ("promptda", "moge2"):
+            write_random_weights(args.only, tmp, args.large)
+        bench(args.only, frames, ri, tmp, args.moge_level,
+              1 if args.only == "moge2" else args.repeats)
+    print(f"{'':<12} peak RSS of this backend's process: {peak_rss_mib():7.0f} MiB "
+          "(model, activations, the episode, and the Beam pipeline when timed)", flush=True)
     return 0
 
 

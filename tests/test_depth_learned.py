@@ -53,10 +53,9 @@ def small_episode(frames: int = 3, h: int = 72, w: int = 96, seed: int = 1,
 def run_inference(backend: str, episodes, batch_frames: int, tmp_path: Path) -> dict:
     """The real path: beam.Create(EpisodeWork) | RunInference(DepthHandler) on FnApiRunner."""
     import apache_beam as beam
-    from apache_beam.ml.inference.base import RunInference
 
     from appf.launch.runners import local_options
-    from appf.pipelines.inference import DepthHandler, inference_result
+    from appf.pipelines.inference import DepthHandler, annotation_pass
     from appf.pipelines.work import EpisodeWork
     from appf.schemas import EpisodeRef
 
@@ -70,8 +69,8 @@ def run_inference(backend: str, episodes, batch_frames: int, tmp_path: Path) -> 
          ).write_bytes(pickle.dumps(element))
 
     with beam.Pipeline(options=local_options(1)) as p:
-        _ = (p | beam.Create(works) | RunInference(DepthHandler(backend, batch_frames))
-             | beam.Map(inference_result) | beam.Map(save))
+        _ = (p | beam.Create(works) | annotation_pass(DepthHandler(backend, batch_frames))
+             | beam.Map(save))
     results = {int(f.stem): pickle.loads(f.read_bytes()) for f in out_dir.glob("*.pkl")}
     for r in results.values():
         assert isinstance(r, EpisodeWork), f"episode failed: {r}"

@@ -78,3 +78,34 @@ def test_dask_spreads_episodes_over_both_workers(tmp_path, monkeypatch):
     with pipeline_options(local) as options:
         run_job(local, options)
     assert shard_checksums(tmp_path / "dask") == shard_checksums(tmp_path / "local")
+
+
+def test_learned_path_never_pickles_an_episode_to_estimate_its_size(monkeypatch):
+    """The RunInference passes in one fused stage: the worker samples every output's size with
+    its coder; typed outputs use EpisodeWorkCoder's array-size estimate, so no episode is
+    pickled at all (untyped, each pass pickled every episode twice)."""
+    import apache_beam as beam
+
+    from appf.launch.runners import local_options
+    from appf.pipelines.config import JobConfig
+    from appf.pipelines.graph import ReadEpisode
+    from appf.pipelines.inference import DepthHandler, MaskHandler, annotation_pass
+    from appf.pipelines.sources import make_source
+    from appf.pipelines.work import EpisodeWork
+
+    pickled = []
+    reduce = EpisodeWork.__reduce_ex__
+    monkeypatch.setattr(EpisodeWork, "__reduce_ex__",
+                        lambda self, proto: pickled.append(self.ref.index) or reduce(self, proto))
+    cfg = JobConfig.from_dict({"source_options": {**SMALL_SOURCE, "episodes": 3}})
+    refs = make_source("synthetic", cfg.source_options).list_refs()
+    from apache_beam.testing.util import assert_that, equal_to
+
+    with beam.Pipeline(options=local_options(1)) as p:
+        done = (p | beam.Create(refs, reshuffle=False)
+             | beam.ParDo(ReadEpisode(cfg)).with_output_types(EpisodeWork)
+             | "Depth" >> annotation_pass(DepthHandler("ground_truth", 8, None, 2))
+             | "Masks" >> annotation_pass(MaskHandler("ground_truth", episodes_per_batch=2))
+             | beam.Map(lambda w: (w.ref.index, w.failure, w.labels is not None)))
+        assert_that(done, equal_to([(0, None, True), (1, None, True), (2, None, True)]))
+    assert pickled == []

@@ -223,27 +223,17 @@ def needs_runinference(cfg: JobConfig, depth_backend: str, mask_backend: str) ->
 
 
 def _learned_passes(work, cfg: JobConfig, depth_backend: str, mask_backend: str):
-    from apache_beam.ml.inference.base import RunInference  # imports torch
-
-    from appf.pipelines.inference import DepthHandler, MaskHandler, inference_result
+    from appf.pipelines.inference import DepthHandler, MaskHandler, annotation_pass  # torch
 
     per_batch = cfg.episodes_per_batch
     depth = DepthHandler(depth_backend, cfg.batch_frames, cfg.model_copies, per_batch)
-    work = (
-        work
-        | "Depth" >> RunInference(depth)
-        | "DepthResult" >> beam.Map(inference_result).with_output_types(EpisodeWork)
-        | "CountDepth" >> beam.ParDo(CountPass("depth")).with_output_types(EpisodeWork)
-    )
+    work = (work | "Depth" >> annotation_pass(depth)
+            | "CountDepth" >> beam.ParDo(CountPass("depth")).with_output_types(EpisodeWork))
     if mask_backend == "none":
         return work
     masks = MaskHandler(mask_backend, model_copies=cfg.model_copies, episodes_per_batch=per_batch)
-    return (
-        work
-        | "Masks" >> RunInference(masks)
-        | "MaskResult" >> beam.Map(inference_result).with_output_types(EpisodeWork)
-        | "CountMasks" >> beam.ParDo(CountPass("masks")).with_output_types(EpisodeWork)
-    )
+    return (work | "Masks" >> annotation_pass(masks)
+            | "CountMasks" >> beam.ParDo(CountPass("masks")).with_output_types(EpisodeWork))
 
 
 def build_pipeline(p: beam.Pipeline, cfg: JobConfig, refs: list[EpisodeRef], depth_backend: str,

@@ -5,6 +5,11 @@ One element is one episode (`EpisodeWork`); RunInference hands the handler a bat
 `episodes_per_batch` episodes, and the depth handler cuts all their frames into model batches of
 `batch_frames` (frames of different episodes share a batch), so pixels never cross a shuffle and
 a GPU sees full batches. A failed episode flows through unchanged, carrying its `FailedEpisode`.
+
+The handlers return the annotated `EpisodeWork` itself, not a PredictionResult: apply
+`annotation_pass(handler)`, which types RunInference's output, so Beam estimates element sizes
+with EpisodeWorkCoder (array sizes) instead of pickling whole episodes (untyped elements get
+Beam's pickling coder, and the worker samples output sizes by encoding them).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Iterable, Sequence
 
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from appf.annotators.apply import depth_provenance
 from appf.annotators.apply_across import annotate_episodes_depth
@@ -37,8 +42,9 @@ class _EpisodeHandler(ModelHandler[Element, Element, Any]):
         self.batch_frames = batch_frames
 
     def run_inference(self, batch: Sequence[Element], model: Any,
-                      inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
-        return [PredictionResult(w, r) for w, r in zip(batch, self._annotate(list(batch), model))]
+                      inference_args: dict[str, Any] | None = None) -> Iterable[Element]:
+        """One annotated (or failed) EpisodeWork per input, in order."""
+        return self._annotate(list(batch), model)
 
     def get_num_bytes(self, batch: Sequence[Element]) -> int:
         """Pixel bytes of the batch (the default pickles every batch just to measure it)."""
@@ -93,5 +99,6 @@ class MaskHandler(_EpisodeHandler):
         return [masks_step(w, model) for w in works]
 
 
-def inference_result(result: PredictionResult) -> Element:
-    return result.inference
+def annotation_pass(handler: _EpisodeHandler) -> RunInference:
+    """RunInference over `handler`, its output typed EpisodeWork (see the module doc)."""
+    return RunInference(handler).with_output_types(EpisodeWork)
