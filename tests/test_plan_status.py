@@ -41,8 +41,10 @@ def test_plan_of_an_extension_writes_nothing(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "episodes found: 6 (3 not yet planned" in text
     assert "to run: 2 shard(s), 3 episode(s)" in text and "frames to run" in text
-    cpu_h = sum(c.seconds_per_frame for c in job_costs().values() if c.device == "cpu")
-    cpu_h = (cpu_h + depth_cost("ground_truth").seconds_per_frame) * 48 / 3600
+    px = SMALL_SOURCE["height"] * SMALL_SOURCE["width"]
+    assert plan.pixels_per_camera_frame == px and plan.cameras_per_frame == 1
+    per_frame = sum(c.seconds_at(px) for c in job_costs().values() if c.device == "cpu")
+    cpu_h = (per_frame + depth_cost("ground_truth").seconds_at(px)) * 48 / 3600
     assert f"estimated: {cpu_h:.3f} CPU hours" in text
     assert tree(out) == before
 

@@ -57,7 +57,7 @@ def _reannotate(args: argparse.Namespace) -> int:
           f"(runner {cfg.runner}, {cfg.workers} worker(s), zarr format {cfg.zarr_format})",
           file=sys.stderr)
     with pipeline_options(cfg) as options:
-        summary = run_job(cfg, options)
+        summary = run_job(cfg, options, break_lock=args.break_lock)
     print(summary.text())
     return 0
 
@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write each camera's mask labels into the shards (masks/<camera>)")
     r.add_argument("--n-points", type=int, help="points per frame (default 1024)")
     r.add_argument("--episodes-per-shard", type=int, help="default 16")
+    r.add_argument("--break-lock", action="store_true",
+                   help="take over an object-store lease whose job stopped heart-beating (a "
+                        "local lock needs none: it dies with its process)")
     r.set_defaults(func=_reannotate)
 
     i = sub.add_parser("inspect", help="summarise an output directory; --png draws a frame")

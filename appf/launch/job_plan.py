@@ -29,22 +29,28 @@ class JobPlan:
     sampled_episodes: int
     frames_per_episode: float  # mean over the sample
     cameras_per_frame: float  # cameras whose depth is annotated, mean over the sample
+    pixels_per_camera_frame: float  # mean over the sample
 
     @property
     def frames_to_run(self) -> int:
         return round(self.episodes_to_run * self.frames_per_episode)
 
 
-def _sample_sizes(source, refs, sample: int, cameras: list[str] | None) -> tuple[float, float]:
-    """(frames per episode, cameras per frame), means over the first `sample` episodes."""
-    steps, cams = [], []
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _sample_sizes(source, refs, sample: int, cameras: list[str] | None) -> tuple[float, ...]:
+    """(frames per episode, cameras per frame, pixels per camera frame), means over the first
+    `sample` episodes."""
+    steps, cams, pixels = [], [], []
     for ref in refs[:sample]:
         ep = source.read(ref)
+        used = [c for n, c in ep.cameras.items() if cameras is None or n in cameras]
         steps.append(len(ep.steps))
-        cams.append(len([c for c in ep.cameras if cameras is None or c in cameras]) or 1)
-    if not steps:
-        return 0.0, 0.0
-    return sum(steps) / len(steps), sum(cams) / len(cams)
+        cams.append(len(used) or 1)
+        pixels += [c.height * c.width for c in used]
+    return _mean(steps), _mean(cams), _mean(pixels)
 
 
 def plan_job(cfg: JobConfig, sample: int = 2) -> JobPlan:
@@ -56,7 +62,7 @@ def plan_job(cfg: JobConfig, sample: int = 2) -> JobPlan:
     update = update_plan(read_plan(out), source.list_refs(), cfg.episodes_per_shard,
                          committed, out.url)
     todo = [r for r in update.refs if cfg.shard_of(r.index) not in committed]
-    frames, cams = _sample_sizes(source, todo or update.refs, sample, cfg.cameras)
+    frames, cams, pixels = _sample_sizes(source, todo or update.refs, sample, cfg.cameras)
     return JobPlan(
         source=cfg.source, depth_backend=depth, mask_backend=masks,
         episodes_found=len(update.refs), planned_episodes=len(update.plan.index_of),
@@ -64,11 +70,11 @@ def plan_job(cfg: JobConfig, sample: int = 2) -> JobPlan:
         committed_shards=len(committed), episodes_to_run=len(todo),
         shards_to_run=len({cfg.shard_of(r.index) for r in todo}),
         sampled_episodes=min(sample, len(todo or update.refs)),
-        frames_per_episode=frames, cameras_per_frame=cams)
+        frames_per_episode=frames, cameras_per_frame=cams, pixels_per_camera_frame=pixels)
 
 
-def _hours(frames: float, cost: FrameCost) -> float:
-    return frames * cost.seconds_per_frame / 3600
+def _hours(frames: float, cost: FrameCost, pixels: float) -> float:
+    return frames * cost.seconds_at(pixels) / 3600
 
 
 def plan_text(cfg: JobConfig, plan: JobPlan) -> str:
@@ -88,12 +94,14 @@ def plan_text(cfg: JobConfig, plan: JobPlan) -> str:
     camera_frames = plan.frames_to_run * plan.cameras_per_frame
     d = depth_cost(plan.depth_backend)
     costs = [(f"depth ({plan.depth_backend})", camera_frames, d)] if d else []
-    costs += [(name, plan.frames_to_run, c) for name, c in job_costs().items()]
-    cpu = sum(_hours(n, c) for _, n, c in costs if c.device == "cpu")
-    gpu = sum(_hours(n, c) for _, n, c in costs if c.device == "gpu")
+    costs += [(name, camera_frames, c) for name, c in job_costs().items()]
+    px = plan.pixels_per_camera_frame
+    cpu = sum(_hours(n, c, px) for _, n, c in costs if c.device == "cpu")
+    gpu = sum(_hours(n, c, px) for _, n, c in costs if c.device == "gpu")
     for name, n, c in costs:
-        lines.append(f"    {name}: {c.seconds_per_frame * 1e3:.1f} ms/frame on {c.device} "
-                     f"-> {_hours(n, c):.3f} h  [{c.measured}]")
+        lines.append(f"    {name}: {c.seconds_at(px) * 1e3:.1f} ms/frame on {c.device} at "
+                     f"{px:.0f} px ({c.seconds_per_frame * 1e3:.1f} measured at {c.pixels} px) "
+                     f"-> {_hours(n, c, px):.3f} h  [{c.measured}]")
     if d is None:
         lines.append(f"    depth ({plan.depth_backend}): no measured per-frame cost; not counted")
     lines.append(f"  estimated: {cpu:.3f} CPU hours, {gpu:.3f} GPU hours (costs per frame "

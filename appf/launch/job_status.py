@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appf.pipelines.job_lease import STALE_AFTER_S, lease_age_s, read_lease
 from appf.pipelines.job_lock import describe_holder, lock_holder
 from appf.pipelines.progress import format_eta, staged_counts
 from appf.pipelines.shard_plan import read_plan
@@ -64,7 +65,11 @@ def _holder_notes(out: Location) -> tuple[dict | None, dict]:
     """(the running job's holder note or None, the last holder note written)."""
     if out.is_local:
         return lock_holder(out.local_path()), _last_holder(out)
-    return None, _last_holder(out)
+    lease = read_lease(out)
+    if lease is None:
+        return None, {}
+    age = lease_age_s(lease)
+    return (lease if age is not None and age <= STALE_AFTER_S else None), lease
 
 
 def _last_holder(out: Location) -> dict:

@@ -5,6 +5,7 @@ the multi-process one only keeps the text), so both the exception chain and the 
 from __future__ import annotations
 
 import errno
+import os
 import re
 
 from appf.schemas import AppfError
@@ -50,10 +51,35 @@ def _from_text(text: str) -> str | None:
     return f"{_ADVICE[code]} ({errno.errorcode[code]} on {m.group(3) or '?'})"
 
 
+def _botocore_attempts() -> int:
+    """Attempts botocore makes per request before giving up (legacy mode default: 5)."""
+    try:
+        return int(os.environ.get("AWS_MAX_ATTEMPTS", "5"))
+    except ValueError:
+        return 5
+
+
+def _from_object_store(e: BaseException) -> str | None:
+    """Object-store client errors (botocore, under s3fs), matched by name: botocore is optional."""
+    name, module = type(e).__name__, type(e).__module__
+    if not module.startswith("botocore"):
+        return None
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return ("no credentials for the object store: set AWS_ACCESS_KEY_ID and "
+                f"AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), then re-run ({name})")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                "ConnectionClosedError"):
+        return (f"network error: the object store did not answer after {_botocore_attempts()} "
+                f"attempt(s) (AWS_MAX_ATTEMPTS): {e}; check AWS_ENDPOINT_URL and the network")
+    return None
+
+
 def describe_io_error(exc: BaseException) -> str | None:
     """One line for an I/O failure in `exc`'s chain or text, or None if it is not one."""
     for e in _chain(exc):
         if isinstance(e, OSError) and (line := _from_oserror(e)):
+            return line
+        if line := _from_object_store(e):
             return line
     for e in _chain(exc):
         if line := _from_text(str(e)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
@@ -19,6 +18,7 @@ from appf.pipelines.config import JobConfig
 from appf.pipelines.graph import NS, build_pipeline
 from appf.pipelines.progress import ProgressMonitor, staged_counts
 from appf.pipelines.io_errors import RESUME_NOTE, OutputIOError, describe_io_error
+from appf.pipelines.job_lease import object_store_lease
 from appf.pipelines.job_lock import local_job_lock
 from appf.pipelines.shard_plan import PlanUpdate, read_plan, update_plan, write_plan
 from appf.pipelines.sinks.atomic import remove_stray_temps
@@ -219,8 +219,18 @@ def _run_locked(cfg: JobConfig, options: PipelineOptions, source, backends,
         notes=[zarr2_hint(cfg.zarr_format, cfg.out)] if c["episodes"] and cfg.zarr_format == 3 else [])
 
 
-def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = None) -> JobSummary:
-    """Run (or resume) the job described by `cfg` with Beam `options`, holding the output's lock.
+def job_lock(out: Location, break_lock: bool = False):
+    """One job per output: an OS lock locally, a lease object on object stores."""
+    if out.is_local:
+        out.local_path().mkdir(parents=True, exist_ok=True)
+        return local_job_lock(out.local_path())  # the kernel drops it when the holder dies
+    return object_store_lease(out, break_lock=break_lock)
+
+
+def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = None,
+            break_lock: bool = False) -> JobSummary:
+    """Run (or resume) the job described by `cfg` with Beam `options`, holding the output's lock
+    (`break_lock`: take over an object-store lease whose heartbeat has stopped).
 
     An I/O failure anywhere (driver or worker) ends the job with an OutputIOError of one line.
     """
@@ -230,11 +240,7 @@ def run_job(cfg: JobConfig, options: PipelineOptions, stream: TextIO | None = No
     backends = resolve_backends(cfg, source.info, notes)
     out = Location(cfg.out)
     try:
-        if out.is_local:
-            out.local_path().mkdir(parents=True, exist_ok=True)
-        # Object stores get no lock yet (the lease object is separate work, see README).
-        lock = local_job_lock(out.local_path()) if out.is_local else contextlib.nullcontext()
-        with lock:
+        with job_lock(out, break_lock):
             summary = _run_locked(cfg, options, source, backends, stream)
             summary.notes.extend(notes)
             return summary
