@@ -12,6 +12,10 @@ import sys
 
 
 def _expert(args: argparse.Namespace) -> int:
+    from appf.training.allocator import apply_training_allocator
+
+    # before the training allocates: freed activation memory stays in the heap for the next step
+    allocator = apply_training_allocator()
     from appf.training.config import ExpertConfig
     from appf.training.sources import EXPERT_FILES, expert_ignore_patterns, resolve_dataset
     from appf.training.trainer import train_expert
@@ -21,6 +25,7 @@ def _expert(args: argparse.Namespace) -> int:
            else ExpertConfig.from_dict({k: v for k, v in overrides.items() if v is not None}))
     # Phase 1 reads no point cloud, so a dataset id downloads none (phase 2 fetches them later).
     shards = resolve_dataset(args.shards, EXPERT_FILES, ignore=expert_ignore_patterns(cfg.phase))
+    print(f"[appf train] allocator: {allocator.detail}", file=sys.stderr)
     result = train_expert(shards, args.out, cfg, init=args.init, device=args.device)
     if result.rank != 0:
         return 0

@@ -28,6 +28,7 @@ class APPFExpert(nn.Module):
     def __init__(self, cfg: ExpertConfig, spec: DataSpec):
         super().__init__()
         self.n_obs_steps = cfg.n_obs_steps
+        self.point_encoder_precision = cfg.point_encoder_precision
         self.point_encoder = PointEncoder(3, cfg.point_dims, cfg.point_out_dim)
         self.null_point_feature = nn.Parameter(torch.randn(cfg.point_out_dim))
         self.state_mlp = _mlp(spec.state_dim, cfg.state_out_dim)
@@ -50,9 +51,18 @@ class APPFExpert(nn.Module):
         if point_cloud is None:
             pc = self.null_point_feature.expand(B, n_obs, -1)
         else:
-            pc = self.point_encoder(point_cloud.flatten(0, 1)).view(B, n_obs, -1)
+            pc = self.encode_points(point_cloud.flatten(0, 1)).view(B, n_obs, -1)
         per_step = torch.cat([pc, self.state_mlp(state)], dim=-1).flatten(1)
         return torch.cat([per_step, self.guidance_mlp(guidance)], dim=-1)
+
+    def encode_points(self, points: torch.Tensor) -> torch.Tensor:
+        """(M, N, 3) xyz -> (M, point_out_dim) float32 features; the encoder runs under bf16
+        autocast unless ``point_encoder_precision`` is "float32" (its activations are most of
+        a phase-2 step's memory traffic)."""
+        if self.point_encoder_precision == "float32":
+            return self.point_encoder(points)
+        with torch.autocast(points.device.type, dtype=torch.bfloat16):
+            return self.point_encoder(points).float()
 
     def denoise(self, noisy_action: torch.Tensor, timesteps: torch.Tensor | int,
                 cond: torch.Tensor) -> torch.Tensor:
