@@ -6,6 +6,7 @@ Skipped where .venv-sim is absent, except under `make test` (APPF_REQUIRE_SIM=1)
 
 from __future__ import annotations
 
+import json
 import os
 
 import h5py
@@ -187,8 +188,6 @@ def test_demos_that_cannot_replay_fail_with_file_episode_field(demos, tmp_path):
 
 
 def test_reannotate_job_end_to_end(demos, tmp_path):
-    import json
-
     from appf.launch.cli import main
 
     out = tmp_path / "out"
@@ -210,8 +209,6 @@ def test_reannotate_job_end_to_end(demos, tmp_path):
 
 
 def test_eval_depth_scores_backends_against_the_simulator_depth(demos, capsys):
-    import json
-
     from appf.launch.cli import main
 
     lift = demos / "lift" / "demo.hdf5"
@@ -224,3 +221,24 @@ def test_eval_depth_scores_backends_against_the_simulator_depth(demos, capsys):
     # ground truth passes the holed "sensor" depth through: exact where it has depth, holes left
     assert exact["abs_rel"] == 0.0 and exact["delta1"] == 1.0 and 0.5 < exact["coverage"] < 1.0
     assert filled["coverage"] > exact["coverage"] and filled["abs_rel"] < 0.1  # 0.053 measured
+
+
+def test_eval_depth_runs_a_learned_backend_on_simulator_rgb(demos, tmp_path, monkeypatch, capsys):
+    # The "no reliable depth" variant: MoGe-2 on simulator RGB, scored against the exact depth.
+    # Tiny random weights (tests are offline), so only the plumbing and the metrics are checked.
+    torch = pytest.importorskip("torch")
+    v2 = pytest.importorskip("moge.model.v2")
+    from test_depth_learned import _tiny_moge_config
+
+    from appf.launch.cli import main
+
+    torch.manual_seed(0)
+    model = v2.MoGeModel(**_tiny_moge_config()).eval()
+    torch.save({"model_config": _tiny_moge_config(), "model": model.state_dict()},
+               tmp_path / "model.pt")
+    monkeypatch.setenv("APPF_WEIGHTS_MOGE_2_VITL_NORMAL", str(tmp_path))
+    assert main(["eval", "depth", "--robosuite", str(demos / "lift" / "demo.hdf5"), "--frames", "1",
+                 "--height", "56", "--width", "56", "--backend", "moge2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (row,) = report["results"]["moge2"]
+    assert 0 < row["coverage"] <= 1 and np.isfinite(row["abs_rel"]) and 0 <= row["delta1"] <= 1
