@@ -12,6 +12,7 @@ from appf.pipelines import graph
 from appf.storage import Location, layout, read_markers
 from appf.storage.commits import stored_objects
 from appf.training.shards import ShardSet, find_shards
+from appf.training.vlm.data import find_record_files, read_records
 from pipeline_helpers import run_local, small_config
 from s3_server import s3_bucket, s3_endpoint  # noqa: F401 - fixtures
 
@@ -86,9 +87,13 @@ def test_training_reads_committed_shards_from_s3(s3_bucket, local_reference):
     assert remote.episode_ids == local.episode_ids
     frames = np.array([0, 5, remote.n_frames - 1])
     np.testing.assert_array_equal(remote.point_clouds(frames), local.point_clouds(frames))
+    records = find_record_files(url)  # the VLM's SFT records, read in place
+    assert records == [f"{url}/sft/records-00000.parquet", f"{url}/sft/records-00001.parquet"]
+    assert read_records(records).equals(read_records(find_record_files(local_reference.url)))
     # a shard whose marker is gone is not committed: training no longer sees it
     Location(url).delete(layout.marker_key(1))
     assert find_shards(url) == paths[:1]
+    assert find_record_files(url) == records[:1]
 
 
 def test_validate_on_s3_names_corrupt_object_and_missing_marker(s3_bucket):

@@ -124,3 +124,18 @@ def clean_uncommitted(loc: Location, committed: set[int]) -> list[str]:
 def stored_objects(loc: Location, prefix: str) -> dict[str, dict[str, object]]:
     """Entries (sha256, bytes) of the objects now stored below `prefix`, read back in full."""
     return {key: object_entry(loc.read_bytes(key)) for key in loc.list(prefix)}
+
+
+def committed_entries(loc: Location) -> list[dict] | None:
+    """The committed shard units, in shard order, as manifest-style entries (shard, path, sft_path,
+    failures_path, counts): from the commit markers, else from manifest.json (a Hub download carries
+    the manifest, not the markers); None when the location has neither. MarkerError or ValueError
+    when they cannot be read."""
+    if marker_keys(loc):
+        return [asdict(c) for _, c in sorted(read_markers(loc).items())]
+    if loc.exists(layout.MANIFEST):
+        shards = json.loads(loc.read_text(layout.MANIFEST))["shards"]
+        if not isinstance(shards, list) or not all(isinstance(e, dict) for e in shards):
+            raise ValueError(f"{layout.MANIFEST} field shards: expected a list of objects")
+        return sorted(shards, key=lambda e: e["shard"])
+    return None

@@ -7,7 +7,6 @@ never touches ``data/point_cloud``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -15,9 +14,8 @@ from typing import Sequence
 import numpy as np
 import zarr
 
-from appf.storage import (
-    Location, MarkerError, StorageError, is_url, layout, marker_keys, open_group, read_markers,
-)
+from appf.storage import Location, MarkerError, StorageError, is_url, layout, open_group
+from appf.storage.commits import committed_entries
 from appf.training.errors import TrainingError
 
 LOW_DIM_KEYS: tuple[str, ...] = ("state", "action", "ee_pose", "gripper", "timestamp", "keyframe")
@@ -36,19 +34,12 @@ def _as_shard_path(loc: Location, key: str = "") -> ShardPath:
     return loc.local_path(key) if loc.is_local else loc.url_of(key)
 
 
-def _committed_keys(loc: Location) -> list[str] | None:
-    """Zarr keys of committed shards: from the commit markers, else from manifest.json (a Hub
-    download carries the manifest, not the markers); None when neither exists."""
+def _committed(loc: Location) -> list[dict] | None:
     try:
-        if marker_keys(loc):
-            return [c.path for _, c in sorted(read_markers(loc).items()) if c.path]
-        if loc.exists(layout.MANIFEST):
-            shards = json.loads(loc.read_text(layout.MANIFEST))["shards"]
-            return [e["path"] for e in sorted(shards, key=lambda e: e["shard"]) if e["path"]]
+        return committed_entries(loc)
     except (MarkerError, ValueError, KeyError, TypeError) as e:
         raise TrainingError(f"{loc.url}: cannot tell which shards are committed ({e}); run "
                             f"`appf validate {loc.url}`") from e
-    return None
 
 
 def find_shards(path: str | Path) -> list[ShardPath]:
@@ -65,9 +56,9 @@ def find_shards(path: str | Path) -> list[ShardPath]:
                             "pointclouds/ folder or one shard-NNNNN.zarr store")
     if loc.url.endswith(".zarr"):
         return [_as_shard_path(loc)]
-    committed = _committed_keys(loc)
+    committed = _committed(loc)
     if committed is not None:
-        return [_as_shard_path(loc, k) for k in committed]
+        return [_as_shard_path(loc, e["path"]) for e in committed if e["path"]]
     folder = layout.POINTCLOUDS_DIR if loc.children(layout.POINTCLOUDS_DIR) else ""
     shards = [k for k in loc.children(folder)
               if k.endswith(".zarr") and not shard_label(k).startswith(".")]

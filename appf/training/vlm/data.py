@@ -24,6 +24,8 @@ from torch.utils.data import Dataset
 
 from appf.schemas import SFT_SCHEMA
 from appf.schemas.tables import image_bytes
+from appf.storage import Location, MarkerError, StorageError, is_url, layout
+from appf.storage.commits import committed_entries
 from appf.training.errors import TrainingError
 
 _NUM = r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
@@ -31,23 +33,38 @@ _ANCHOR = re.compile(rf"^\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*$")
 _UVD = re.compile(rf"\(u, v, d\)\s*=\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\)")
 
 
-def find_record_files(path: str | Path) -> list[Path]:
-    """``records-*.parquet`` under a job output folder (``<out>/sft``), an sft folder, or one file."""
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    folder = p / "sft" if (p / "sft").is_dir() else p
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    if not files:
-        raise TrainingError(f"no SFT records (*.parquet) in {folder}; write them with `appf reannotate` "
+def find_record_files(path: str | Path) -> list[Path | str]:
+    """The SFT ``records-*.parquet`` files of a job output (local folder or URL such as
+    s3://bucket/run: only committed shard units, from the commit markers or the manifest), an sft
+    folder, or one file. Local results are Paths, remote ones URLs."""
+    if not is_url(path) and Path(path).is_file():
+        return [Path(path)]
+    try:
+        loc = Location(path)
+        committed = committed_entries(loc)
+    except (StorageError, MarkerError, ValueError, KeyError, TypeError, OSError) as e:
+        raise TrainingError(f"cannot read SFT records at {path}: {e}") from e
+    if committed is not None:
+        keys = [e["sft_path"] for e in committed]
+    else:
+        folder = layout.SFT_DIR if loc.children(layout.SFT_DIR) else ""
+        keys = [k for k in loc.children(folder) if k.endswith(".parquet")]
+    if not keys:
+        raise TrainingError(f"no SFT records (*.parquet) in {loc.url}; write them with `appf reannotate` "
                             "or point --records at <out>/sft")
-    return files
+    return [loc.local_path(k) if loc.is_local else loc.url_of(k) for k in keys]
+
+
+def _read_table(f: Path | str) -> pa.Table:
+    if is_url(f):
+        return pq.read_table(io.BytesIO(Location(f).read_bytes("")))
+    return pq.read_table(f)
 
 
 def read_records(files: Sequence[str | Path]) -> pa.Table:
     tables = []
     for f in files:
-        t = pq.read_table(f)
+        t = _read_table(f)
         missing = [n for n in ("image", "messages", "anchor_in_view") if n not in t.column_names]
         if missing:
             raise TrainingError(f"{f} is not an SFT records file: columns {missing} missing "
