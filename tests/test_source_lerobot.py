@@ -116,6 +116,9 @@ def test_image_feature_and_depth_keys(tmp_path):
         np.testing.assert_array_equal(np.asarray(ep.cameras["top"].rgb), top)  # PNG: lossless
         np.testing.assert_allclose(np.asarray(ep.cameras["wrist_left"].depth), depth_mm * 0.001, rtol=1e-6)
         assert ep.cameras["top"].depth is None
+    with pytest.raises(SourceError, match=r"depth_keys name cameras \['top'\] that are not read"):
+        make_source("lerobot", {"input": str(tmp_path / "d"), "cameras": ["wrist_left"],
+                                "depth_keys": {"top": "observation.depth.wrist_left"}})
     # by default, every image/video feature is a camera
     assert sorted(make_source("lerobot", {"input": str(tmp_path / "d")}).cameras) == sorted([*CAMERAS, "top"])
 

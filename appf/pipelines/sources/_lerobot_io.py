@@ -9,8 +9,10 @@
   index column); v2.1 `meta/tasks.jsonl` (`task_index`, `task`).
 - Frame rows: the data parquet filtered on `episode_index`, sorted by `frame_index`.
 - Video frames: an episode starts at frame round(from_timestamp * fps) of its (v3.0: shared) MP4
-  (0 in v2.1) and its frame i is the file's frame start + i in decode order (index alignment, no
-  timestamp seeks; a late episode in a large v3.0 file costs decoding the frames before it).
+  (0 in v2.1) and its frame i is the file's frame start + i. VideoSlice seeks to it (LeRobot
+  writes file frame k at pts k / fps) and checks every decoded frame's pts is the next point of
+  that grid; where it is not, it counts frames in decode order from frame 0 instead (slower for a
+  late episode of a large file, needs no timestamps).
 
 Files come from a local folder or from a Hub dataset repository (`owner/name[@revision]`) through
 huggingface_hub, one file at a time as an episode needs it (cached; `HF_HUB_OFFLINE=1` reads the
@@ -394,13 +396,18 @@ class ParquetImages:
                  depth_scale_m: float | None = None):
         self.files, self.entry, self.key, self.episode_id = files, entry, key, episode_id
         self.depth_scale_m = depth_scale_m
+        self._cells: list | None = None  # the episode's encoded images, read once; not pickled
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cells": None}
 
     def __call__(self, start: int, stop: int) -> np.ndarray:
         from PIL import Image
 
-        col = episode_rows(self.files, self.entry, [self.key], self.episode_id)[self.key]
+        if self._cells is None:
+            self._cells = episode_rows(self.files, self.entry, [self.key], self.episode_id)[self.key].to_pylist()
         out = []
-        for i, cell in enumerate(col.to_pylist()[start:stop]):
+        for i, cell in enumerate(self._cells[start:stop]):
             try:
                 with Image.open(io.BytesIO(cell["bytes"])) as im:
                     out.append(np.asarray(im) if self.depth_scale_m else np.asarray(im.convert("RGB")))

@@ -126,6 +126,10 @@ class LeRobotSource:
         self.depth_keys = {c: self._require_feature(k, f"depth_keys[{c!r}]") for c, k in (depth_keys or {}).items()}
         self.depth_scale_m = float(depth_scale_m)
         self.cameras = self._cameras(cameras)
+        stray = sorted(set(self.depth_keys) - set(self.cameras))
+        if stray:
+            raise SourceError(f"depth_keys name cameras {stray} that are not read; cameras: {sorted(self.cameras)}",
+                              field="depth_keys")
         self.intrinsics = {k: user_matrix(v, (3, 3), f"intrinsics[{k!r}]") for k, v in (intrinsics or {}).items()}
         self.extrinsics = {k: user_pose(v, f"extrinsics[{k!r}]") for k, v in (extrinsics or {}).items()}
         self.extrinsics_keys = {c: self._require_feature(k, f"extrinsics_keys[{c!r}]")
