@@ -4,9 +4,12 @@ and I/O failures that end the job with one line and leave committed shards alone
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +135,20 @@ def test_read_only_output_ends_with_one_line_from_the_cli(tmp_path):
         assert len(errors) == 1 and "EROFS" in errors[0] and str(out) in errors[0], r.stderr
         assert "Traceback" not in r.stderr
         assert shard_checksums(out) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root and setpriv to drop the permission-override capabilities")
+def test_permission_denied_ends_with_one_line(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir(mode=0o555)
+    # root without CAP_DAC_OVERRIDE obeys permission bits: a real EACCES on the output
+    drop = "-dac_override,-dac_read_search"
+    r = subprocess.run(
+        ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}", sys.executable, "-m",
+         "appf.launch.cli", "reannotate", "--episodes", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("appf: error:")]
+    assert len(errors) == 1 and "EACCES" in errors[0] and str(out) in errors[0], r.stderr
+    assert "Traceback" not in r.stderr and list(out.iterdir()) == []

@@ -171,8 +171,9 @@ def plan_upload(loc: Location, commits: dict[int, ShardCommit],
                                "to completion first; `appf status` shows where it stands)")
     units = [(s, _unit_files(loc, c)) for s, c in sorted(commits.items())]
     final = _final_files(loc)
-    check_hub_limits([f.key for _, files in units for f in files] + [f.key for f in final])
-    skipped = {f.key for _, files in units for f in files + final if _same_on_hub(loc, f, remote)}
+    every = [f for _, files in units for f in files] + final
+    check_hub_limits([f.key for f in every])
+    skipped = {f.key for f in every if _same_on_hub(loc, f, remote)}
     todo = [(s, [f for f in files if f.key not in skipped]) for s, files in units]
     plan = _pack([(s, files) for s, files in todo if files], max_files)
     final_todo = [f for f in final if f.key not in skipped]
