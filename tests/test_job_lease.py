@@ -4,11 +4,13 @@ asked; status reads it; object-store I/O failures end the job with one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -37,26 +39,46 @@ def _holder(url: str) -> subprocess.Popen:
     return proc
 
 
-def test_live_lease_refuses_a_second_job_and_a_dead_one_is_broken_on_request(s3_bucket):
+def test_live_lease_refuses_a_second_job_and_a_dead_one_is_taken_over(s3_bucket):
     url = f"{s3_bucket}/leased"
     loc = Location(url)
     holder = _holder(url)
     try:
         with pytest.raises(JobLockedError, match=rf"in use by another appf job \(.*pid {holder.pid},"):
             acquire_lease(loc, break_lock=True, stale_after_s=5)  # alive: never broken
-        st = job_status(loc) if loc.exists(layout.MANIFEST) else None
-        assert st is None  # nothing written yet: status needs the lease or a manifest
-        holder.send_signal(signal.SIGKILL)  # dies without releasing: the heartbeat stops
+        time.sleep(0.5)
+        assert read_lease(loc)["heartbeat_at"] >= read_lease(loc)["started_at"]
+        holder.send_signal(signal.SIGKILL)  # dies without releasing its lease
         holder.wait()
-        time.sleep(1.5)
-        with pytest.raises(JobLockedError, match=r"looks stale .* re-run with --break-lock"):
-            acquire_lease(loc, stale_after_s=1)
-        lease = acquire_lease(loc, break_lock=True, stale_after_s=1)
+        assert read_lease(loc)["pid"] == holder.pid
+        lease = acquire_lease(loc)  # its process is gone from this host: certain, taken over
         assert read_lease(loc)["lease_id"] == lease["lease_id"] and lease["pid"] == os.getpid()
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_stale_lease_of_another_host_is_broken_only_on_request(s3_bucket):
+    loc = Location(f"{s3_bucket}/stale")
+    old = (datetime.now(timezone.utc) - timedelta(minutes=30)).isoformat(timespec="seconds")
+    loc.write_bytes(layout.LOCK_FILE, json.dumps({
+        "owner": "ana", "host": "worker-7", "pid": 4242, "started_at": old, "heartbeat_at": old,
+        "lease_id": "theirs"}).encode())
+    with pytest.raises(JobLockedError, match=r"ana@worker-7 pid 4242.*looks stale \(last heartbeat "
+                                             r"1[89]\d\d s ago\); .* --break-lock"):
+        acquire_lease(loc)
+    fresh = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    loc.write_bytes(layout.LOCK_FILE, json.dumps({
+        "owner": "ana", "host": "worker-7", "pid": 4242, "started_at": old, "heartbeat_at": fresh,
+        "lease_id": "theirs"}).encode())
+    with pytest.raises(JobLockedError, match="in use by another appf job"):
+        acquire_lease(loc, break_lock=True)  # heart-beating: never broken
+    loc.write_bytes(layout.LOCK_FILE, json.dumps({
+        "owner": "ana", "host": "worker-7", "pid": 4242, "heartbeat_at": old,
+        "lease_id": "theirs"}).encode())
+    lease = acquire_lease(loc, break_lock=True)
+    assert read_lease(loc)["lease_id"] == lease["lease_id"] != "theirs"
 
 
 def test_job_on_s3_holds_the_lease_and_releases_it(s3_bucket):
@@ -67,10 +89,10 @@ def test_job_on_s3_holds_the_lease_and_releases_it(s3_bucket):
             run_local(small_config(url, source_options={**SMALL_SOURCE, "episodes": 2}))
         assert not Location(url).exists(layout.JOB_FILE)  # refused before writing anything
     finally:
-        holder.terminate()  # SIGTERM: the context manager does not run; lease stays (dead)
+        holder.terminate()  # SIGTERM: the context manager does not run; the lease stays
         holder.wait()
     loc = Location(url)
-    loc.delete(layout.LOCK_FILE)
+    assert read_lease(loc)["pid"] == holder.pid  # a dead process of this host: taken over
     summary = run_local(small_config(url, source_options={**SMALL_SOURCE, "episodes": 2}))
     assert summary.episodes == 2 and read_lease(loc) is None  # released at the end
     st = job_status(loc)

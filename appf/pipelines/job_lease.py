@@ -1,7 +1,8 @@
 """One job per output on object stores: a lease object `<out>/_lock` (owner, host, pid, start,
 heartbeat), created with a conditional put (S3 `If-None-Match: *`; stores without it fall back to
-put + read-back), refreshed by a heartbeat thread and deleted at the end. A lease whose heartbeat
-is older than `stale_after_s` belongs to a dead job: it is broken only when asked (`--break-lock`).
+put + read-back), refreshed by a heartbeat thread and deleted at the end. A lease whose holder ran
+on this host and whose process is gone is a dead job's for certain and is taken over; a lease whose
+heartbeat is older than `stale_after_s` probably is, and is broken only when asked (`--break-lock`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import os
+import socket
 import threading
 import uuid
 from typing import Any, Iterator
@@ -42,6 +45,20 @@ def lease_age_s(lease: dict[str, Any]) -> float | None:
     except (KeyError, TypeError, ValueError):
         return None
     return (_now() - beat).total_seconds()
+
+
+def holder_is_dead_here(lease: dict[str, Any]) -> bool:
+    """True when the lease's process ran on this host and no longer exists."""
+    pid = lease.get("pid")
+    if lease.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # exists, another user's
+    return False
 
 
 def _refuse(loc: Location, lease: dict[str, Any], stale_after_s: float) -> JobLockedError:
@@ -79,9 +96,10 @@ def acquire_lease(loc: Location, break_lock: bool = False,
         return lease
     current = read_lease(loc) or {}
     age = lease_age_s(current)
-    if not (break_lock and (age is None or age > stale_after_s)):
+    stale = age is None or age > stale_after_s
+    if not (holder_is_dead_here(current) or (break_lock and stale)):
         raise _refuse(loc, current, stale_after_s)
-    loc.delete(layout.LOCK_FILE)  # a dead job's lease, broken on request
+    loc.delete(layout.LOCK_FILE)  # a dead job's lease
     if not _put_new(loc, lease):
         raise _refuse(loc, read_lease(loc) or {}, stale_after_s)
     return lease

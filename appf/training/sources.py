@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
-from appf.storage import Location, is_url, layout, read_markers
+from appf.storage import Location, is_url, layout
+from appf.storage.commits import committed_entries
 from appf.training.errors import TrainingError
 
 # What each trainer needs from a published appf dataset (DESIGN §4 layout).
@@ -78,16 +79,15 @@ def resolve_dataset(spec: str | Path, patterns: Sequence[str], download: Downloa
 
 
 def committed_patterns(root: Path, patterns: Sequence[str]) -> list[str]:
-    """`patterns` narrowed to the committed shard units of the output at `root` (whose markers
-    are there): a pattern for shard files becomes one pattern per committed unit, so the download
-    never holds a shard that an interrupted publish left without its marker."""
-    commits = read_markers(Location(root))
-    units = (layout.POINTCLOUDS_DIR, layout.SFT_DIR, layout.FAILURES_DIR)
-    narrowed = [p for p in patterns if not p.startswith(units)]
-    for top in units:
+    """`patterns` narrowed to the committed shard units of the output at `root` (its markers, or
+    its manifest for repos published without them): a pattern for shard files becomes one pattern
+    per committed unit, so the download never holds a shard that an interrupted publish left
+    without its marker."""
+    entries = committed_entries(Location(root)) or []
+    fields = {layout.POINTCLOUDS_DIR: "path", layout.SFT_DIR: "sft_path",
+              layout.FAILURES_DIR: "failures_path"}
+    narrowed = [p for p in patterns if not p.startswith(tuple(fields))]
+    for top, field in fields.items():
         if any(p.startswith(top) for p in patterns):
-            for c in commits.values():
-                key = {layout.POINTCLOUDS_DIR: c.path, layout.SFT_DIR: c.sft_path,
-                       layout.FAILURES_DIR: c.failures_path}[top]
-                narrowed += [f"{key}/*", key] if key else []
+            narrowed += [pat for e in entries if e.get(field) for pat in (f"{e[field]}/*", e[field])]
     return narrowed + [f"{layout.COMMITS_DIR}/*"]
