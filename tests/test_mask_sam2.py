@@ -26,13 +26,13 @@ def test_window_ranges_cover_with_overlap():
 
 
 def test_refine_end_to_end(model):
-    rgb, gt = two_squares_video(T=5)
+    rgb, gt = two_squares_video(T=3)  # fewer frames than the default overlap (8)
     refiner = Sam2VideoRefiner.from_model(model, weights="sam2.1-hiera-tiny")
     out = refiner.refine(rgb, {1: {2: gt[1][2]}, 2: {2: gt[2][2]}, 3: {}})
     assert set(out.masks) == {1, 2} and set(out.presence) == {1, 2}  # unseeded object 3 skipped
     for o in (1, 2):
-        assert out.masks[o].shape == (5, 48, 64) and out.masks[o].dtype == bool
-        assert out.presence[o].shape == (5,)
+        assert out.masks[o].shape == (3, 48, 64) and out.masks[o].dtype == bool
+        assert out.presence[o].shape == (3,)
         assert np.all((out.presence[o] >= 0) & (out.presence[o] <= 1))
         # a mask prompt is SAM 2's output on its own frame (mask-as-output), whatever the weights
         assert mask_iou(out.masks[o][2], gt[o][2]) >= 0.9

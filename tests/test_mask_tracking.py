@@ -119,6 +119,12 @@ def test_object_leaving_view_is_not_a_dropout():
     assert not tracked.masks[30:].any()
 
 
+def test_single_frame_is_kept():
+    m = _square(20, 20, 4, 4, 8)[None]
+    tracked = track_masks(m)
+    assert tracked.accepted.all() and np.array_equal(tracked.masks, m) and tracked.anchors == [0]
+
+
 def test_nothing_accepted_gives_empty_masks_with_zero_confidence():
     rng = np.random.default_rng(0)
     noise = rng.random((12, 32, 32)) < 0.5  # no frame agrees with any other

@@ -103,8 +103,8 @@ def _consensus(m: np.ndarray, t: int, w: int, ref_c: np.ndarray) -> float:
         if np.isfinite(ref_c[[s, t]]).all():
             d = ref_c[t] - ref_c[s]
         ious.append(mask_iou(m[t], shift_mask(m[s], d[0], d[1])))
-    if not ious:
-        return 0.0
+    if not ious:  # nothing to compare with (a one-frame episode), or only empty neighbours
+        return 1.0 if len(m) == 1 else 0.0
     return float(np.mean(sorted(ious)[-max(1, len(ious) // 3):]))
 
 

@@ -118,18 +118,21 @@ class Sam2VideoRefiner(WrapsBuiltModel):
             for o in out:
                 masks[o][lo:hi] = out[o][lo - a:hi - a]
                 presence[o][lo:hi] = score[o][lo - a:hi - a]
-            overlap_start = b - self.overlap_frames
-            carry = {o: {f: out[o][f - a] for f in range(overlap_start, b) if out[o][f - a].any()}
-                     for o in out}
+            if i + 1 < len(ranges):  # the next window starts at b - overlap_frames (> a)
+                carry = {o: {f: out[o][f - a] for f in range(b - self.overlap_frames, b)
+                             if out[o][f - a].any()} for o in out}
         return RefinedMasks(masks, presence)
 
     def _pixel_values(self, frames: np.ndarray) -> Any:
+        """(T, 3, S, S) float32, filled frame by frame (peak memory: the result + one frame)."""
         import torch
 
         s = self.image_size
-        x = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_LINEAR) for f in frames])
-        x = (x.astype(np.float32) / 255.0 - _IMAGENET_MEAN) / _IMAGENET_STD
-        return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+        out = torch.empty((len(frames), 3, s, s), dtype=torch.float32)
+        for i, f in enumerate(frames):
+            x = cv2.resize(f, (s, s), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+            out[i] = torch.from_numpy(((x - _IMAGENET_MEAN) / _IMAGENET_STD).transpose(2, 0, 1))
+        return out
 
     def _add_mask(self, session: Any, obj_id: int, frame: int, mask: np.ndarray) -> None:
         import torch
@@ -140,19 +143,27 @@ class Sam2VideoRefiner(WrapsBuiltModel):
         session.add_mask_inputs(session.obj_id_to_idx(obj_id), frame,
                                 (m >= 0.5).float().to(self.device))
 
-    def _window(self, frames: np.ndarray, seeds: dict[int, dict[int, np.ndarray]]):
+    def session(self, frames: np.ndarray) -> Any:
+        """SAM 2's video state for `frames` (T, H, W, 3) uint8: the preprocessed frames stay in
+        host memory (T x 3 x S x S float32), the tracking state on the model's device."""
         import torch
         from transformers import Sam2VideoInferenceSession
+
+        device = self.device or "cpu"
+        return Sam2VideoInferenceSession(
+            video=self._pixel_values(frames), video_height=frames.shape[1],
+            video_width=frames.shape[2], inference_device=device, video_storage_device="cpu",
+            inference_state_device=device, dtype=torch.float32)
+
+    def _window(self, frames: np.ndarray, seeds: dict[int, dict[int, np.ndarray]]):
+        import torch
 
         T, H, W = frames.shape[:3]
         masks = {o: np.zeros((T, H, W), bool) for o in seeds}
         score = {o: np.zeros(T, np.float32) for o in seeds}
         if not seeds:
             return masks, score
-        session = Sam2VideoInferenceSession(
-            video=self._pixel_values(frames), video_height=H, video_width=W,
-            inference_device=self.device, video_storage_device="cpu",
-            inference_state_device=self.device, dtype=torch.float32)
+        session = self.session(frames)
         obj_ids = sorted(seeds)
         for f in sorted({f for s in seeds.values() for f in s}):
             objs = [o for o in obj_ids if f in seeds[o]]
