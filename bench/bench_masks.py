@@ -15,6 +15,7 @@ its own process (peak RSS); the network is not run for that (too slow on CPU), s
 store only, the dominant term.
 
     python bench/bench_masks.py [--frames 48] [--sam2-frames 6] [--real-frames 3] [--long-frames 500]
+                                [--skip-real] [--memory-only]
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def bench_share(model, episodes: int, steps: int) -> None:
 
 def memory_probe(mode: str, frames: int, window: int, overlap: int) -> None:
     """Child process: build SAM 2's frame store for `frames` 640x480 frames at 1024 x 1024,
-    whole or window by window; print peak RSS in MB."""
+    whole or window by window; print the peak RSS in MB."""
     refiner = Sam2VideoRefiner(weights="sam2.1-hiera-tiny")
     refiner.image_size = 1024
     rng = np.random.default_rng(0)
@@ -138,7 +139,16 @@ def memory_probe(mode: str, frames: int, window: int, overlap: int) -> None:
     for a, b in ranges:
         session = refiner.session(video[a:b])
         del session
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(_peak_rss_mb())
+
+
+def _peak_rss_mb() -> float:
+    """This process image's peak RSS (VmHWM: reset by exec, unlike ru_maxrss, which keeps the
+    forking parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return float(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_memory(frames: int) -> None:
@@ -163,10 +173,14 @@ def main() -> None:
     ap.add_argument("--real-frames", type=int, default=3, help="frames for the Hiera-T size")
     ap.add_argument("--long-frames", type=int, default=500, help="episode length for memory")
     ap.add_argument("--skip-real", action="store_true", help="skip the real-size SAM 2")
+    ap.add_argument("--memory-only", action="store_true", help="only the memory measurement")
     ap.add_argument("--_memory-probe", dest="memory_probe", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_probe:
         memory_probe(args.memory_probe, args.long_frames, 64, 8)
+        return
+    if args.memory_only:
+        bench_memory(args.long_frames)
         return
     import torch
     from transformers import Sam2VideoConfig, Sam2VideoModel
