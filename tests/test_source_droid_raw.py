@@ -285,13 +285,42 @@ def test_released_intrinsics_give_clouds_on_the_surfaces_with_sgbm(released, tmp
 
 
 def _hd720_copy(fix, tmp_path) -> Path:
-    """The first episode with its stereo videos replaced by 1280x720-per-eye ones (content unused)."""
+    """The first episode with 1280x720-per-eye stereo videos: ext1 shows the scene's step 0 (the
+    same render in every frame: rendering and sgbm cost ~0.4 s and ~16 s per HD720 frame here),
+    the other cameras black frames (their content is not used)."""
     root = tmp_path / "hd720"
     shutil.copytree(fix.root, root, ignore=shutil.ignore_patterns("*+00000001+*", "Tue_Feb_13_10:46:01_2024"))
     ep_dir = next(root.rglob("trajectory.h5")).parent
-    for serial in SERIALS.values():
-        write_mp4(ep_dir / "recordings/MP4" / f"{serial}-stereo.mp4", np.zeros((16, 720, 2560, 3), np.uint8))
+    K720, T1 = scene.intrinsics_from_fov(1280, 720), fix.T_ext[0]["ext1"]
+    state = fix.scripts[0].state(0)
+    pair = np.concatenate([scene.render_view(state, K720, T1, 720, 1280)[0],
+                           scene.render_view(state, K720, scene.right_camera_pose(T1), 720, 1280)[0]], axis=1)
+    for role, serial in SERIALS.items():
+        frame = pair if role == "ext1" else np.zeros_like(pair)
+        write_mp4(ep_dir / "recordings/MP4" / f"{serial}-stereo.mp4", np.repeat(frame[None], 16, axis=0))
     return root
+
+
+def _check_hd720_sgbm_cloud(cam, state) -> None:
+    """sgbm depth of the HD720 frame, back-projected with the episode's K and T_base_cam (numpy, not
+    appf's cloud code) and cropped to droid_raw's default box: on the surfaces within 1.5 cm."""
+    from appf.annotators.depth.sgbm import SgbmStereoDepth
+    from appf.annotators.protocols import DepthBatch
+    from appf.pipelines.sources.droid_raw import DroidRawSource
+
+    backend = SgbmStereoDepth()
+    backend.load()
+    depth = backend.annotate(DepthBatch(cam.rgb[0:1], cam.intrinsics, cam.rgb_right[0:1],
+                                        cam.baseline_m)).depth_m[0]
+    v, u = np.nonzero(depth > 0)
+    z = depth[v, u].astype(np.float64)
+    K = cam.intrinsics
+    p_cam = np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z, np.ones_like(z)])
+    p = (cam.T_base_cam_at(0) @ p_cam)[:3].T
+    lo, hi = DroidRawSource.info.default_crop
+    p = p[np.all((p >= lo) & (p <= hi), axis=1)]
+    assert len(p) > 10000
+    assert np.median(_surface_distance_m(p, state)) < 0.015
 
 
 def test_released_intrinsics_without_size_are_hd720_and_a_wrong_size_fails_clearly(released, tmp_path):
@@ -304,6 +333,7 @@ def test_released_intrinsics_without_size_are_hd720_and_a_wrong_size_fails_clear
     good.write_text(json.dumps({eid: {s: entry for s in SERIALS.values()}}))
     src, _, ep = _read(root, intrinsics_file=str(good))
     np.testing.assert_allclose(ep.cameras["ext1"].intrinsics, K720, atol=1e-9)  # taken as is
+    _check_hd720_sgbm_cloud(ep.cameras["ext1"], fix.scripts[0].state(0))
     # K of a 640x360 image given without width/height: the principal point lands off centre
     K360 = scene.intrinsics_from_fov(640, 360)
     wrong_size = tmp_path / "k360.json"
