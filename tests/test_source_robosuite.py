@@ -179,6 +179,15 @@ def test_demos_that_cannot_replay_fail_with_file_episode_field(demos, tmp_path):
                               demos=1, stop=2, height=32, width=32)
     with pytest.raises(SourceError, match=r"field=cameras: \['nope'\] not in the model"):
         bad_cam.read(bad_cam.list_refs()[0])
+    # TwoArmHandover's stored model predates robosuite 1.4's geom names: a clear error, and the
+    # worker (whose env the failed load dropped) goes on replaying.
+    handover = RobosuiteSource(input=str(demos / "handover"), demos=1, stop=2, height=32, width=32)
+    with pytest.raises(SourceError, match="robot0_g0_vis") as e:
+        handover.read(handover.list_refs()[0])
+    assert e.value.episode_id == "panda_panda_demo.demo_0" and e.value.path.endswith("demo.hdf5")
+    good = RobosuiteSource(input=str(demos / "lift" / "demo.hdf5"), cameras=["agentview"],
+                           demos=1, stop=2, height=32, width=32)
+    assert good.read(good.list_refs()[0]).num_steps == 2
     (tmp_path / "broken.hdf5").write_bytes(b"not hdf5")
     folder = RobosuiteSource(input=str(tmp_path))
     (ref,) = folder.list_refs()

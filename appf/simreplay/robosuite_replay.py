@@ -127,11 +127,15 @@ def cached_env(demo: Demo, cameras: list[str], height: int, width: int) -> Any:
     key = json.dumps([demo.env_name, demo.env_kwargs, demo.problem_name, demo.bddl_content,
                       cameras, height, width], sort_keys=True, default=str)
     if key not in _ENV_CACHE:
-        for old in _ENV_CACHE.values():
-            old.close()
-        _ENV_CACHE.clear()
+        drop_cached_env()
         _ENV_CACHE[key] = make_env(demo, cameras, height, width)
     return _ENV_CACHE[key]
+
+
+def drop_cached_env() -> None:
+    for env in _ENV_CACHE.values():
+        env.close()
+    _ENV_CACHE.clear()
 
 
 def without_msaa(xml: str) -> str:
@@ -327,10 +331,14 @@ def replay_episode(request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, n
     frames = select_frames(len(demo.states), request.get("start", 0), request.get("stop"),
                            request.get("stride", 1))
     env = cached_env(demo, cameras, h, w)
-    load_stored_model(env, demo, cameras, bool(request.get("reflections", True)))
-    rec = FrameRecorder(env, cameras, h, w)
-    drift = replay_frames(env, demo, rec, frames, mode)
-    meta, arrays = scene_facts(env), rec.arrays()
+    try:
+        load_stored_model(env, demo, cameras, bool(request.get("reflections", True)))
+        rec = FrameRecorder(env, cameras, h, w)
+        drift = replay_frames(env, demo, rec, frames, mode)
+        meta, arrays = scene_facts(env), rec.arrays()
+    except Exception:
+        drop_cached_env()  # a failed model load can leave the env half-rebuilt
+        raise
     meta.update(env_name=demo.env_name, language=demo.language, num_states=len(demo.states),
                 replay=mode, versions={"robosuite": robosuite.__version__,
                                        "mujoco": mujoco.__version__, "numpy": np.__version__})
