@@ -116,11 +116,14 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(self.every_s):
-            if (read_lease(self.loc) or {}).get("lease_id") != self.lease["lease_id"]:
-                self.lost = True  # broken by another job: stop refreshing it
-                return
-            self.lease["heartbeat_at"] = _now().isoformat(timespec="seconds")
-            self.loc.write_bytes(layout.LOCK_FILE, json.dumps(self.lease).encode())
+            try:
+                if (read_lease(self.loc) or {}).get("lease_id") != self.lease["lease_id"]:
+                    self.lost = True  # broken by another job: stop refreshing it
+                    return
+                self.lease["heartbeat_at"] = _now().isoformat(timespec="seconds")
+                self.loc.write_bytes(layout.LOCK_FILE, json.dumps(self.lease).encode())
+            except Exception:  # noqa: BLE001 - a missed beat; the job reports its own I/O errors
+                continue
 
 
 @contextlib.contextmanager
@@ -135,5 +138,6 @@ def object_store_lease(loc: Location, break_lock: bool = False, heartbeat_s: flo
     finally:
         beat.stop.set()
         beat.join(timeout=10)
-        if (read_lease(loc) or {}).get("lease_id") == lease["lease_id"]:
-            loc.delete(layout.LOCK_FILE)
+        with contextlib.suppress(Exception):  # unreachable store: the lease goes stale instead
+            if (read_lease(loc) or {}).get("lease_id") == lease["lease_id"]:
+                loc.delete(layout.LOCK_FILE)
