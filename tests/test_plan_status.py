@@ -92,7 +92,7 @@ def test_status_of_finished_stopped_and_running_jobs(tmp_path, monkeypatch, caps
         st = job_status(out)
         assert st.holder["pid"] == holder.pid
         main(["status", str(out)])
-        assert f"running (" in (text := capsys.readouterr().out) and f"pid {holder.pid}" in text
+        assert "running (" in (text := capsys.readouterr().out) and f"pid {holder.pid}" in text
     finally:
         holder.kill()
         holder.wait()

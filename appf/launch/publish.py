@@ -118,7 +118,7 @@ def explain_hub_error(e: Exception, repo_id: str) -> PublishError | None:
 
     resume = "re-run the same command to resume (uploaded files are skipped)"
     if isinstance(e, errors.LocalTokenNotFoundError):
-        return PublishError(f"no Hugging Face token: run `hf auth login` or set HF_TOKEN")
+        return PublishError("no Hugging Face token: run `hf auth login` or set HF_TOKEN")
     if isinstance(e, errors.HfHubHTTPError) and e.response is not None:
         code = e.response.status_code
         what = {401: "the token is invalid", 403: f"the token may not write to {repo_id}",
