@@ -123,3 +123,84 @@ def test_real_source_without_roboengine(tmp_path, monkeypatch):
     for override in ({"masks": "roboengine+sam2"}, {"mask_mode": "no_robot"}):
         with pytest.raises(ConfigError, match="APPF_ROBOENGINE_CODE"):
             run_local(small_config(tmp_path / "named", **{**base, **override}))
+
+
+STAND_IN_CHECKOUT = '''
+"""STAND-IN for robo_engine/infer_engine.py of a RoboEngine checkout (test double): the
+constructor signatures and gen_image of the real module, recording what they were given."""
+import os
+
+CALLS = []
+
+
+class SegmentationCue:
+    points = "points"
+    prompts = "prompts"
+
+
+class RoboEngineRobotSegmentation:
+    def __init__(self, sam_versoin, sam_tokenizer_version, image_size=224, device="cuda"):
+        CALLS.append(("robot", sam_versoin, sam_tokenizer_version, device,
+                      os.environ.get("HF_HUB_OFFLINE")))
+
+    def gen_image(self, image_np, prompt="robot", preset_mask=None):
+        import numpy as np
+        mask = np.zeros(image_np.shape[:2], np.float32)
+        mask[: image_np.shape[0] // 2] = 1.0
+        return mask
+
+
+class RoboEngineObjectSegmentation:
+    def __init__(self, sam_versoin, sam_tokenizer_version, image_size=224, device="cuda",
+                 segmentation_cue=SegmentationCue.points):
+        CALLS.append(("objects", sam_versoin, sam_tokenizer_version, segmentation_cue))
+        self.obj_video_tokenizer = "tokenizer"
+        self.obj_video_sam = "sam"
+'''
+
+STAND_IN_INFER_VIDEO = '''
+def sam_video_infer(image_size, frames, tokenizer, sam, prompt, anchor_frequency=8):
+    import numpy as np
+    out = np.zeros((len(frames), *frames[0].shape[:2]), np.float32)
+    if prompt == "[semantic] cube":
+        out[:, :, : frames[0].shape[1] // 4] = 1.0
+    return out
+'''
+
+
+def test_roboengine_loader_uses_local_checkout_and_weights_offline(tmp_path, monkeypatch):
+    """The loader against a stand-in checkout with RoboEngine's module layout and signatures:
+    local weight directories go to the constructors, which run with HF_HUB_OFFLINE=1; robot and
+    object prompts reach the right model."""
+    import sys
+
+    code = tmp_path / "roboengine"
+    (code / "robo_engine" / "robo_sam").mkdir(parents=True)
+    for pkg in (code / "robo_engine", code / "robo_engine" / "robo_sam"):
+        (pkg / "__init__.py").write_text("")
+    (code / "robo_engine" / "infer_engine.py").write_text(STAND_IN_CHECKOUT)
+    (code / "robo_engine" / "robo_sam" / "infer_video.py").write_text(STAND_IN_INFER_VIDEO)
+    dirs = {}
+    for name in ("ROBOENGINE_SAM", "EVF_SAM2_MULTITASK"):
+        dirs[name] = tmp_path / name.lower()
+        dirs[name].mkdir()
+        (dirs[name] / "config.json").write_text("{}")
+        monkeypatch.setenv(f"APPF_WEIGHTS_{name}", str(dirs[name]))
+    monkeypatch.setenv("APPF_ROBOENGINE_CODE", str(code))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for mod in [m for m in sys.modules if m.startswith("robo_engine")]:
+        monkeypatch.delitem(sys.modules, mod)
+    seg = RoboEngineSegmenter(device="cpu")
+    assert seg.unavailable_reason() is None
+    seg.load()
+    engine = sys.modules["robo_engine.infer_engine"]
+    robot_call, object_call = engine.CALLS
+    assert robot_call == ("robot", str(dirs["ROBOENGINE_SAM"]), str(dirs["EVF_SAM2_MULTITASK"]),
+                          "cpu", "1")
+    assert object_call[1:] == (str(dirs["EVF_SAM2_MULTITASK"]), str(dirs["EVF_SAM2_MULTITASK"]),
+                               "prompts")
+    assert "HF_HUB_OFFLINE" not in __import__("os").environ and str(code) not in sys.path
+    rgb = np.zeros((8, 12, 3), np.uint8)
+    assert seg.segment(rgb, "robot")[:4].all() and not seg.segment(rgb, "robot")[4:].any()
+    assert seg.segment(rgb, "cube")[:, :3].all() and not seg.segment(rgb, "bowl").any()
+    assert seg.revision.startswith("local:")

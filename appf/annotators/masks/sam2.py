@@ -13,7 +13,8 @@ antialiased resize, >= 0.5); those processors need torchvision, which has no CPU
 pinned torch, so the steps are done here with OpenCV and torch. Outputs: mask logits resized back
 to the camera's resolution and thresholded at 0; per-frame presence = sigmoid(object score).
 
-torch and transformers are imported only when a model loads or runs.
+Device: $APPF_DEPTH_DEVICE (auto = a GPU when there is one), as for the learned depth backends;
+fp32 throughout. torch and transformers are imported only when a model loads or runs.
 """
 
 from __future__ import annotations
