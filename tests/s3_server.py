@@ -1,5 +1,9 @@
 """pytest fixtures for a real S3-speaking server on loopback (appf.storage.loopback_s3: moto's
-stand-alone server in a subprocess, started once per session)."""
+stand-alone server in a subprocess).
+
+One server per test session, even when several test modules import these fixtures (pytest then
+holds one fixture definition per module): a second server would move AWS_ENDPOINT_URL while
+fsspec's cached S3 filesystem still points at the first."""
 
 from __future__ import annotations
 
@@ -7,11 +11,20 @@ import pytest
 
 from appf.storage.loopback_s3 import loopback_s3, new_bucket
 
+_RUNNING: dict[str, str] = {}
+
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    with loopback_s3() as endpoint:
-        yield endpoint
+def s3_endpoint(request):
+    if "endpoint" not in _RUNNING:
+        server = loopback_s3()
+        _RUNNING["endpoint"] = server.__enter__()
+
+        def stop() -> None:
+            _RUNNING.clear()
+            server.__exit__(None, None, None)
+        request.addfinalizer(stop)
+    return _RUNNING["endpoint"]
 
 
 @pytest.fixture
