@@ -9,8 +9,8 @@ import pytest
 
 from appf.launch.cli import main
 
-SMALL = ["--option", "steps=80", "--option", "height=72", "--option", "width=96",
-         "--option", "stereo=false", "--episodes", "1"]
+SMALL = ["--source-option", "steps=80", "--source-option", "height=72",
+         "--source-option", "width=96", "--source-option", "stereo=false", "--episodes", "1"]
 
 
 def _json(capsys, argv):

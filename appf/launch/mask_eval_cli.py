@@ -19,9 +19,9 @@ def register_eval(evsub: Any) -> None:
                                         "ground-truth segmentation (synthetic / simulator episodes)")
     ms.add_argument("--source", default="synthetic",
                     help="a source with segmentation ids (default synthetic)")
-    ms.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                    help="source option (repeatable; values parsed as JSON when they can be), "
-                         "e.g. --option steps=80 --option height=240")
+    ms.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="source option (repeatable; VALUE read as YAML), e.g. "
+                         "--source-option steps=80 --source-option height=240")
     ms.add_argument("--episodes", type=int, default=2, help="episodes to evaluate (default 2)")
     ms.add_argument("--camera", action="append", help="camera(s) (default: every camera)")
     ms.add_argument("--backend", help="a mask backend to score (e.g. ground_truth, kinematic)")
@@ -34,25 +34,13 @@ def register_eval(evsub: Any) -> None:
     ms.set_defaults(func=_eval_masks)
 
 
-def _source_options(pairs: list[str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--option {pair!r}: expected KEY=VALUE")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     from appf.annotators.apply import mask_batch
     from appf.annotators.masks.evaluate import (
         evaluate_masker, evaluate_tracking, ground_truth_masks,
     )
     from appf.annotators.registry import make_masker
+    from appf.launch.cli import _source_option_pairs
     from appf.pipelines.sources import make_source
     from appf.transforms.mask_corruption import Corruption
 
@@ -65,7 +53,8 @@ def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     masker = make_masker(args.backend) if args.backend else None
     if masker is not None:
         masker.load()
-    source = make_source(args.source, {"episodes": args.episodes, **_source_options(args.option)})
+    source = make_source(args.source, {"episodes": args.episodes,
+                                       **_source_option_pairs(args.source_option)})
     rows = []
     for ref in source.list_refs()[:args.episodes]:
         ep = source.read(ref)
