@@ -50,7 +50,8 @@ def small_episode(frames: int = 3, h: int = 72, w: int = 96, seed: int = 1,
     return dataclasses.replace(ep, steps=steps, cameras={"front": cam}), ep.cameras["front"]
 
 
-def run_inference(backend: str, episodes, batch_frames: int, tmp_path: Path) -> dict:
+def run_inference(backend: str, episodes, batch_frames: int, tmp_path: Path,
+                  episodes_per_batch: int = 1) -> dict:
     """The real path: beam.Create(EpisodeWork) | RunInference(DepthHandler) on FnApiRunner."""
     import apache_beam as beam
 
@@ -69,7 +70,7 @@ def run_inference(backend: str, episodes, batch_frames: int, tmp_path: Path) -> 
          ).write_bytes(pickle.dumps(element))
 
     with beam.Pipeline(options=local_options(1)) as p:
-        _ = (p | beam.Create(works) | annotation_pass(DepthHandler(backend, batch_frames))
+        _ = (p | beam.Create(works) | annotation_pass(DepthHandler(backend, batch_frames, None, episodes_per_batch))
              | beam.Map(save))
     results = {int(f.stem): pickle.loads(f.read_bytes()) for f in out_dir.glob("*.pkl")}
     for r in results.values():
@@ -122,6 +123,22 @@ def test_promptda_through_runinference(promptda_dir, monkeypatch, tmp_path):
     direct.load()
     ref = annotate_episode_depth(ep, direct, batch_frames=2)
     np.testing.assert_allclose(cam.depth, ref.cameras["front"].depth, rtol=1e-5, atol=1e-6)
+
+
+def test_promptda_frames_of_two_episodes_share_batches_in_runinference(promptda_dir, monkeypatch,
+                                                                        tmp_path):
+    """RunInference hands the handler both episodes; their 3 + 3 frames run as batches of 4 and 2
+    across the episode boundary, and each episode gets the depth it gets alone."""
+    monkeypatch.setenv("APPF_WEIGHTS_PROMPTDA_VITL", str(promptda_dir))
+    first, _ = small_episode(frames=3, sensor_holes=True, seed=1)
+    second, _ = small_episode(frames=3, sensor_holes=True, seed=2)
+    out = run_inference("promptda", [first, second], batch_frames=4, tmp_path=tmp_path,
+                        episodes_per_batch=2)
+    direct = make_depth_annotator("promptda")
+    direct.load()
+    for i, ep in enumerate((first, second)):
+        ref = annotate_episode_depth(ep, direct, batch_frames=4).cameras["front"].depth
+        np.testing.assert_allclose(out[i].cameras["front"].depth, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_promptda_batched_equals_one_at_a_time(promptda_dir, monkeypatch):
