@@ -109,3 +109,18 @@ def test_learned_path_never_pickles_an_episode_to_estimate_its_size(monkeypatch)
              | beam.Map(lambda w: (w.ref.index, w.failure, w.labels is not None)))
         assert_that(done, equal_to([(0, None, True), (1, None, True), (2, None, True)]))
     assert pickled == []
+
+
+def test_local_dask_cluster_workers_keep_freed_memory(tmp_path):
+    """dask.distributed's default MALLOC_TRIM_THRESHOLD_ (64 KiB) makes glibc return and re-fault
+    every episode-sized temporary; the cluster appf starts raises it in its workers."""
+    from distributed import Client
+
+    from appf.launch.runners import DASK_WORKER_ENV
+
+    cfg = small_config(tmp_path / "dask", runner="dask", workers=1)
+    with pipeline_options(cfg) as options:
+        address = options.get_all_options()["address"]
+        with Client(address) as client:
+            got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(got.values()) == [DASK_WORKER_ENV["MALLOC_TRIM_THRESHOLD_"]]

@@ -17,7 +17,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from appf.launch.runner_profiles import DASK_RUNNER, submission
 from appf.pipelines.config import JobConfig
 
-__all__ = ["DASK_RUNNER", "local_options", "pipeline_options"]
+__all__ = ["DASK_RUNNER", "DASK_WORKER_ENV", "local_options", "pipeline_options"]
+
+# dask.distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then hands freed
+# memory back to the OS after every episode-sized numpy temporary and faults it back in on the
+# next one (system time). appf's workers allocate the same sizes again and again; keep it.
+DASK_WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
 
 
 def local_options(workers: int = 1) -> PipelineOptions:
@@ -35,9 +40,12 @@ def pipeline_options(cfg: JobConfig) -> Iterator[PipelineOptions]:
     if sub.local_cluster_workers is None:
         yield PipelineOptions(sub.flags)
         return
+    import dask
     from distributed import LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    with LocalCluster(n_workers=sub.local_cluster_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster:
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v
+                          for k, v in DASK_WORKER_ENV.items()}), \
+            LocalCluster(n_workers=sub.local_cluster_workers, threads_per_worker=1,
+                         processes=True, dashboard_address=":0") as cluster:
         yield PipelineOptions([*sub.flags, f"--dask_client_address={cluster.scheduler_address}"])
