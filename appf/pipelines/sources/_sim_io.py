@@ -106,6 +106,10 @@ class JpegColumn:
 
     def __init__(self, path: Path, key: str, hw: tuple[int, int], episode_id: str):
         self.path, self.key, self.hw, self.episode_id = path, key, hw, episode_id
+        self._file: Any = None  # opened on first use, kept for the next batches, never pickled
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_file": None}
 
     def _decode(self, blob: bytes, index: int) -> np.ndarray:
         import cv2
@@ -120,8 +124,12 @@ class JpegColumn:
     def __call__(self, start: int, stop: int) -> np.ndarray:
         import h5py
 
-        with h5py.File(self.path, "r") as f:
-            blobs = f[self.key][start:stop]
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        blobs = self._file[self.key][start:stop]
+        if stop >= len(self._file[self.key]):
+            self._file.close()  # the last batch: do not hold the file open
+            self._file = None
         return np.stack([self._decode(bytes(b), start + i) for i, b in enumerate(blobs)])
 
 

@@ -100,6 +100,20 @@ class DepthFrames(NpzFrames):
         return d
 
 
+def _low_dim(paths: list[Path], episode_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """robot_obs and actions of every frame, one archive open per frame."""
+    robot, act = [], []
+    for p in paths:
+        try:
+            with np.load(p) as z:
+                robot.append(z["robot_obs"])
+                act.append(z["actions"])
+        except (OSError, KeyError, ValueError) as e:
+            raise SourceError(f"cannot read frame: {e}", path=str(p), episode_id=episode_id,
+                              field="robot_obs/actions") from e
+    return np.stack(robot), np.stack(act)
+
+
 class CalvinSource:
     """CALVIN split folders. Options: input (a split's training/ or validation/ folder, or the
     split root holding both), cameras (["static"] default, "gripper" [inferred pose]), episodes
@@ -188,7 +202,7 @@ class CalvinSource:
         if missing:
             raise SourceError(f"{len(missing)} frame file(s) missing, first {missing[0]}",
                               path=str(split), episode_id=eid, field="episode_*.npz")
-        robot, act = NpzFrames(paths, "robot_obs", eid)(0, len(paths)), NpzFrames(paths, "actions", eid)(0, len(paths))
+        robot, act = _low_dim(paths, eid)
         if robot.shape[1:] != (15,) or act.shape[1:] != (7,):
             raise SourceError(f"robot_obs must be (15,) and actions (7,), found {robot.shape[1:]} and "
                               f"{act.shape[1:]}", path=str(paths[0]), episode_id=eid, field="robot_obs")

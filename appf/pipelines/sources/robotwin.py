@@ -144,8 +144,9 @@ class RoboTwinSource:
         depth = None
         dkey = f"{g}/{'depths' if v1 else 'depth'}"
         if dkey in f and f[dkey].ndim == 3 and len(f[dkey]) >= n:
-            depth = np.nan_to_num(np.asarray(f[dkey][:n], np.float32) / 1000.0, nan=0.0)
-            depth[depth < 0] = 0.0
+            depth = np.asarray(f[dkey][:n], np.float32)
+            depth *= np.float32(1e-3)
+            depth[~(depth > 0)] = 0.0  # NaN and negative -> invalid
             if depth.shape[1:] != rgb.shape[1:3]:
                 raise SourceError(f"depth {depth.shape[1:]} and RGB {rgb.shape[1:3]} sizes differ",
                                   path=str(path), episode_id=eid, field=dkey)
