@@ -90,6 +90,7 @@ bench: bench-deps
 	$(PY) bench/bench_depth.py
 	$(PY) bench/bench_masks.py
 	$(PY) bench/bench_sim.py
+	$(PY) bench/bench_sim_sources.py
 	$(PY) bench/bench_lerobot.py
 	$(PY) bench/bench_objectstore.py
 	$(PY) bench/bench_export.py
