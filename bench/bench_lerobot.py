@@ -25,19 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from appf.pipelines.sources import make_source  # noqa: E402
+from bench._timing import best_time  # noqa: E402
 from appf.pipelines.sources._real_io import VideoFrames  # noqa: E402
 from fixtures_lerobot import FPS, LEROBOT_PY, write_v30  # noqa: E402
 
 KEY = "observation.images.exterior_1_left"
 
 
-def _time(fn, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def _source(src, ref, batch: int = 16) -> None:
@@ -83,9 +77,9 @@ def main() -> None:
             rel, from_s = ref.option("entry").video(KEY)
             first, n = int(round(from_s * FPS)), args.length
             path = root / rel
-            t_src = _time(lambda: _source(src, ref))
-            t_dir = _time(lambda: _direct(path, first, n))
-            t_seq = _time(lambda: VideoFrames(path, ref.episode_id, KEY).frames(first, first + n), repeats=1)
+            t_src = best_time(lambda: _source(src, ref))
+            t_dir = best_time(lambda: _direct(path, first, n))
+            t_seq = best_time(lambda: VideoFrames(path, ref.episode_id, KEY).frames(first, first + n), repeats=1)
             print(f"{ref.episode_id[-6:]:>10} {n / t_src:11.0f} {n / t_dir:11.0f} {t_src / t_dir:6.2f} "
                   f"{n / t_seq:17.0f}")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +22,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appf.pipelines.sources import make_source  # noqa: E402
+from bench._timing import best_time, load_all_frames  # noqa: E402
 from tests import fixtures_sim as fx  # noqa: E402
 
 
-def _load_all(ep, batch: int) -> int:
-    frames = 0
-    for cam in ep.cameras.values():
-        for a in range(0, ep.num_steps, batch):
-            b = min(ep.num_steps, a + batch)
-            for arr in (cam.rgb, cam.depth):
-                np.asarray(arr[a:b])
-            frames += b - a
-    return frames
 
 
 def _direct_robotwin(path: Path) -> None:
@@ -67,13 +58,6 @@ def _direct_maniskill(path: Path) -> None:
         f["traj_0/obs/sensor_data/base_camera/rgb"][:], f["traj_0/obs/sensor_data/base_camera/depth"][:]
 
 
-def _time(fn, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def _cases(tmp: Path, size: int, steps: int) -> dict:
@@ -102,9 +86,9 @@ def main() -> None:
             for name, (opts, direct) in _cases(Path(tmp), size, args.steps).items():
                 src = make_source(name, opts)
                 ref = src.list_refs()[0]
-                n = _load_all(src.read(ref), args.batch)
-                t_src = _time(lambda: _load_all(src.read(ref), args.batch))
-                t_dir = _time(direct)
+                n = load_all_frames(src.read(ref), args.batch)
+                t_src = best_time(lambda: load_all_frames(src.read(ref), args.batch))
+                t_dir = best_time(direct)
                 print(f"{name:<10} {size:>4} {n / t_src:>11.1f} {n / t_dir:>11.1f} {t_src / t_dir:>19.2f}")
     print("frames = camera-steps, each one RGB image + one depth map; direct = the same decode "
           "with the libraries alone (no unit/axis conversion, no validation)")

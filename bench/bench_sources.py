@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from appf.pipelines.sources import make_source  # noqa: E402
+from bench._timing import best_time, load_all_frames  # noqa: E402
 
 
-def _load_all(ep, batch: int) -> int:
-    frames = 0
-    for cam in ep.cameras.values():
-        for a in range(0, ep.num_steps, batch):
-            b = min(ep.num_steps, a + batch)
-            for arr in (cam.rgb, cam.rgb_right, cam.depth):
-                if arr is not None:
-                    arr[a:b]
-            frames += b - a
-    return frames
 
 
 def _direct_video(paths: list[Path]) -> int:
@@ -82,13 +72,6 @@ def _direct_rlds(src, ref) -> int:
     return n
 
 
-def _time(fn, repeats: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
@@ -132,13 +115,13 @@ def main() -> None:
         for name, (opts, direct) in cases.items():
             src = make_source("bridge_rlds" if name == "bridge_oxe" else name, opts)
             ref = src.list_refs()[0]
-            n = _load_all(src.read(ref), args.batch)
-            t_src = _time(lambda: _load_all(src.read(ref), args.batch))
+            n = load_all_frames(src.read(ref), args.batch)
+            t_src = best_time(lambda: load_all_frames(src.read(ref), args.batch))
             if direct == "rlds":
                 n_dir = _direct_rlds(src, ref)
-                t_dir = _time(lambda: _direct_rlds(src, ref))
+                t_dir = best_time(lambda: _direct_rlds(src, ref))
             else:
-                n_dir, t_dir = n, _time(direct)
+                n_dir, t_dir = n, best_time(direct)
             print(f"{name:<11} {n:>6} {n / t_src:>11.1f} {n_dir / t_dir:>11.1f} {t_dir / t_src:>6.2f}")
         print("frames = camera-steps (a DROID stereo step = one left + one right eye; AgiBot head "
               "step includes its depth PNG); ratio = direct time / source time for the episode. "

@@ -26,7 +26,7 @@ from appf.launch.runners import local_options
 from appf.pipelines.config import JobConfig
 from appf.pipelines.job import run_job
 from appf.storage import (
-    Location, encode_store, layout, object_entry, objects_digest, open_group, read_markers,
+    Location, encode_store, object_entry, objects_digest, open_group, read_markers,
     write_marker, write_store_objects,
 )
 from appf.storage.loopback_s3 import loopback_s3, new_bucket

@@ -319,7 +319,7 @@ def bridge_rail_example(seed: int, steps: int = 16, hw=RAIL_HW, index: int = 0) 
             "language_instruction": script.instruction,
             "language_embedding": np.full(512, 0.01, np.float32),
         })
-    meta = {"file_path": f"/nfs/bridge/numpy_256/toysink2/pnp/train/out.npy", "episode_id": index,
+    meta = {"file_path": "/nfs/bridge/numpy_256/toysink2/pnp/train/out.npy", "episode_id": index,
             # The released builder computes these with a check that is always False (pitfall 4).
             **{f"has_image_{i}": False for i in range(4)}, "has_language": True}
     return {"steps": step_list, "episode_metadata": meta}

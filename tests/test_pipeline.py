@@ -4,7 +4,6 @@ and a manifest; resume after an interruption gives the same output."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq

@@ -4,7 +4,6 @@ v2.1 dataset: frames by index, state/action/task, calibration options, and dirty
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ validate never raises."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 
