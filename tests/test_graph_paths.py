@@ -113,7 +113,8 @@ def test_learned_path_never_pickles_an_episode_to_estimate_its_size(monkeypatch)
 
 def test_local_dask_cluster_workers_keep_freed_memory(tmp_path):
     """dask.distributed's default MALLOC_TRIM_THRESHOLD_ (64 KiB) makes glibc return and re-fault
-    every episode-sized temporary; the cluster appf starts raises it in its workers."""
+    every episode-sized temporary; the cluster appf starts raises it in its workers, and sets the
+    mmap threshold that setting it would otherwise freeze at 128 KiB."""
     from distributed import Client
 
     from appf.launch.runners import DASK_WORKER_ENV
@@ -122,5 +123,20 @@ def test_local_dask_cluster_workers_keep_freed_memory(tmp_path):
     with pipeline_options(cfg) as options:
         address = options.get_all_options()["address"]
         with Client(address) as client:
-            got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
-    assert list(got.values()) == [DASK_WORKER_ENV["MALLOC_TRIM_THRESHOLD_"]]
+            got = client.run(lambda: {k: os.environ.get(k) for k in DASK_WORKER_ENV})
+            faults = client.run(_page_faults_of_frame_temporaries)
+    assert list(got.values()) == [DASK_WORKER_ENV]
+    # 50 frame-sized (1.8 MiB) temporaries: mmap'ed each time they would fault ~450 pages each
+    assert max(faults.values()) < 2000
+
+
+def _page_faults_of_frame_temporaries() -> int:
+    import resource
+
+    import numpy as np
+
+    np.ones((240, 320, 3)).sum()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        np.ones((240, 320, 3)).sum()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before

@@ -22,7 +22,12 @@ __all__ = ["DASK_RUNNER", "DASK_WORKER_ENV", "local_options", "pipeline_options"
 # dask.distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then hands freed
 # memory back to the OS after every episode-sized numpy temporary and faults it back in on the
 # next one (system time). appf's workers allocate the same sizes again and again; keep it.
-DASK_WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
+# Setting any of glibc's thresholds also switches off its dynamic mmap threshold (mallopt(3)),
+# which then stays at 128 KiB: every frame-sized temporary (a 320x240 float64 image is 1.8 MiB)
+# would be mmap'ed and unmapped each time, page faults included. 32 MiB is the ceiling glibc's
+# dynamic threshold would grow to on 64-bit; set it explicitly.
+DASK_WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 * 2**20),
+                   "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
 
 
 def local_options(workers: int = 1) -> PipelineOptions:
