@@ -140,3 +140,25 @@ def _page_faults_of_frame_temporaries() -> int:
     for _ in range(50):
         np.ones((240, 320, 3)).sum()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def test_local_multi_process_workers_run_one_blas_thread(tmp_path, monkeypatch):
+    """Beam's local worker processes inherit the launcher's environment: one OpenBLAS/OpenMP
+    thread each (not one per core), the launcher's environment restored afterwards, and a
+    value the user set kept."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    cfg = small_config(tmp_path / "local", workers=2)
+    with pipeline_options(cfg) as options:
+        with beam.Pipeline(options=options) as p:
+            got = (p | beam.Create(range(4), reshuffle=False)
+                   | beam.Map(lambda _, launcher=os.getpid(): (
+                       os.getpid() != launcher, *(os.environ.get(k) for k in names))))
+            assert_that(got, equal_to([(True, "1", "1", "3")] * 4))
+    assert "OPENBLAS_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ
+    assert os.environ["MKL_NUM_THREADS"] == "3"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Iterator
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -17,7 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from appf.launch.runner_profiles import DASK_RUNNER, submission
 from appf.pipelines.config import JobConfig
 
-__all__ = ["DASK_RUNNER", "DASK_WORKER_ENV", "local_options", "pipeline_options"]
+__all__ = ["DASK_RUNNER", "DASK_WORKER_ENV", "LOCAL_WORKER_ENV", "local_options", "pipeline_options"]
 
 # dask.distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then hands freed
 # memory back to the OS after every episode-sized numpy temporary and faults it back in on the
@@ -28,6 +29,25 @@ __all__ = ["DASK_RUNNER", "DASK_WORKER_ENV", "local_options", "pipeline_options"
 # dynamic threshold would grow to on 64-bit; set it explicitly.
 DASK_WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 * 2**20),
                    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
+
+# Beam's multi-process local workers inherit this process's environment, where OpenBLAS/OpenMP
+# start one thread per core: on 640x480 frames the renderer's (n x 3) @ (3 x 3) products then
+# run on spinning BLAS threads, twice the CPU for the same work, and N worker processes compete
+# for the cores with N x cores threads. One thread per worker process, as dask.distributed does.
+LOCAL_WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def _inherited_env(env: dict[str, str]) -> Iterator[None]:
+    """`env` in os.environ while the context lives, for the worker processes started in it;
+    values the user already set win; the environment is restored afterwards."""
+    added = {k: v for k, v in env.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def local_options(workers: int = 1) -> PipelineOptions:
@@ -42,6 +62,10 @@ def pipeline_options(cfg: JobConfig) -> Iterator[PipelineOptions]:
     profile lives as long as the context. Flags, not keyword arguments: Beam silently discards
     keyword options it does not know under their flag name (`dask_client_address=` is one)."""
     sub = submission(cfg)
+    if sub.runner == "local" and cfg.workers > 1:
+        with _inherited_env(LOCAL_WORKER_ENV):
+            yield PipelineOptions(sub.flags)
+        return
     if sub.local_cluster_workers is None:
         yield PipelineOptions(sub.flags)
         return
