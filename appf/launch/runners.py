@@ -18,7 +18,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from appf.launch.runner_profiles import DASK_RUNNER, submission
 from appf.pipelines.config import JobConfig
 
-__all__ = ["DASK_RUNNER", "DASK_WORKER_ENV", "LOCAL_WORKER_ENV", "local_options", "pipeline_options"]
+__all__ = ["DASK_RUNNER", "DASK_WORKER_ENV", "LOCAL_WORKER_ENV", "local_options",
+           "pipeline_options"]
 
 # dask.distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then hands freed
 # memory back to the OS after every episode-sized numpy temporary and faults it back in on the
