@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import Any
 
 from appf.schemas import AppfError, ConfigError
 
@@ -123,7 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appf", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="show Beam's own logs")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_reannotate(sub)
+    _add_output_commands(sub)
+    _register_plugins(sub)
+    return parser
 
+
+def _add_reannotate(sub: Any) -> None:
     r = sub.add_parser("reannotate", help="run the re-annotation job: shards, SFT records, failures")
     r.add_argument("--source", help="dataset source (see `appf sources`); default synthetic")
     r.add_argument("--input", help="input path of the dataset (sources that read files)")
@@ -158,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "local lock needs none: it dies with its process)")
     r.set_defaults(func=_reannotate)
 
+
+def _add_output_commands(sub: Any) -> None:
+    """inspect, validate, sources."""
     i = sub.add_parser("inspect", help="summarise an output directory; --png draws a frame")
     i.add_argument("dir")
     i.add_argument("--png", help="write a picture of a point cloud, its image and an SFT keyframe")
@@ -175,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sources", help="list the sources and what each provides")
     s.set_defaults(func=_sources)
+
+
+def _register_plugins(sub: Any) -> None:
     for module in _PLUGIN_COMMANDS:
         try:
             plugin = importlib.import_module(module)
@@ -183,7 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         plugin.register(sub)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
