@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from appf.pipelines.sources._real_io import continuous_quats
 from appf.schemas import LazyFrames, Segment, SegmentCategory, SourceError
 from appf.transforms.geometry import invert_rigid, matrix_to_pose, pose_to_matrix
 
@@ -40,22 +41,12 @@ def wxyz_to_xyzw(q: np.ndarray) -> np.ndarray:
     return np.concatenate([q[..., 1:4], q[..., :1]], axis=-1)
 
 
-def continuous(q_xyzw: np.ndarray) -> np.ndarray:
-    """Sign-continuous quaternions along axis 0 (q ~ -q), normalised."""
-    q = np.asarray(q_xyzw, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    for t in range(1, len(q)):
-        flip = np.sum(q[t] * q[t - 1], axis=-1) < 0
-        q[t] = np.where(np.asarray(flip)[..., None], -q[t], q[t])
-    return q
-
-
 def world_pose7_to_base(T_world_base: np.ndarray, pose7_world: np.ndarray) -> np.ndarray:
     """(..., 7) xyz + xyzw poses in the world frame -> the robot-base frame (xyzw, continuous
     along axis 0)."""
     T = invert_rigid(T_world_base) @ pose_to_matrix(pose7_world)
     out = matrix_to_pose(T)
-    out[..., 3:] = continuous(out[..., 3:])
+    out[..., 3:] = continuous_quats(out[..., 3:])
     return out
 
 
