@@ -13,7 +13,8 @@ from scipy import ndimage as ndi
 from appf.annotators.depth.classical_stereo import (
     StereoParams,
     classical_disparity,
-    left_right_check,
+    fill_background,
+    occlusion_masks,
     plain_sgbm_disparity,
 )
 from appf.annotators.depth.evaluate import simulate_sensor_holes
@@ -61,15 +62,43 @@ def test_ours_beats_plain_sgbm_on_synthetic(stereo_cam):
     assert ours["epe_px"] < plain["epe_px"]
 
 
-def test_left_right_check_classifies_occlusion_and_outside():
-    # row of 6 pixels: left disparities and the right view's disparities (right-referenced)
-    d_left = np.array([[3.0, 1.0, 1.0, 1.0, 1.0, 1.0]])
-    d_right = np.array([[1.0, 1.0, 3.0, 3.0, 1.0, 1.0]])
-    ok, occluded, outside = left_right_check(d_left, d_right, 1.0)
-    # u=0, d=3 -> u-d<0 outside; u=3 -> right u=2 sees d=3 (nearer) -> occluded; u=1 -> right 0 (1) ok
-    assert outside[0].tolist() == [True, False, False, False, False, False]
-    assert occluded[0, 3] and occluded[0, 4]
-    assert ok[0, 1] and ok[0, 2] and ok[0, 5]
+def _step_scene() -> tuple[np.ndarray, np.ndarray]:
+    """Two rows of a fronto-parallel step: background d=4 left of column 20, foreground d=10 from
+    column 20 on (nearer, so it hides the 10 - 4 = 6 background columns 14..19 from the right
+    camera). Returns (true disparity, the map a matcher leaves: 0 where the left view cannot be
+    matched: columns 0..3 see left of the right image, 14..19 are occluded, and column 30 of the
+    second row is a plain mismatch inside the foreground)."""
+    true = np.where(np.arange(40) < 20, 4.0, 10.0).astype(np.float32)[None].repeat(2, axis=0)
+    seen = true.copy()
+    seen[:, :4] = 0
+    seen[:, 14:20] = 0
+    seen[1, 30] = 0
+    return true, seen
+
+
+def test_occlusion_masks_on_a_step_scene_are_exact():
+    true, seen = _step_scene()
+    occluded, outside = occlusion_masks(seen, tolerance_px=1.0)
+    expect_occ = np.zeros_like(occluded)
+    expect_occ[:, 14:20] = True
+    expect_out = np.zeros_like(outside)
+    expect_out[:, :4] = True
+    np.testing.assert_array_equal(occluded, expect_occ)
+    np.testing.assert_array_equal(outside, expect_out)  # column 4 maps to right column 0: inside
+    assert not occluded[1, 30] and not outside[1, 30]  # the mismatch is neither
+    # the background fill restores both classes exactly and leaves other pixels alone
+    filled = fill_background(seen, occluded | outside)
+    np.testing.assert_array_equal(filled[0], true[0])
+    assert filled[1, 30] == 0 and np.array_equal(np.delete(filled[1], 30), np.delete(true[1], 30))
+
+
+def test_occlusion_masks_need_a_nearer_surface_beyond_the_tolerance():
+    true, seen = _step_scene()
+    near = np.where(seen >= 10, 4.5, seen).astype(np.float32)  # a 0.5 px step: no occluder
+    occluded, _ = occlusion_masks(near, tolerance_px=1.0)
+    assert not occluded.any()
+    empty_occ, empty_out = occlusion_masks(np.zeros((3, 5), np.float32))
+    assert not empty_occ.any() and not empty_out.any()
 
 
 def test_stereo_stages_each_help(stereo_cam):
@@ -79,11 +108,10 @@ def test_stereo_stages_each_help(stereo_cam):
     gt = depth_m_to_disparity(cam.depth[t], fx, B)
     run = lambda **kw: disparity_metrics(  # noqa: E731
         classical_disparity(cam.rgb[t], cam.rgb_right[t], 40.0, StereoParams(**kw)), gt)
-    bare = run(fill_occlusions=False, max_hole_fraction=0.0, subpixel_radius=0)
-    filled = run(subpixel_radius=0)
-    full = run()
+    bare = run(subpixel_radius=0)
+    filled = run(subpixel_radius=0, fill_occlusions=True, max_hole_fraction=3e-4)
     assert filled["coverage"] > bare["coverage"]
-    assert full["epe_px"] < filled["epe_px"]
+    assert run()["epe_px"] < bare["epe_px"]
 
 
 def test_sgbm_needs_a_stereo_camera(stereo_cam):

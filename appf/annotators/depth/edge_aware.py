@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 
 from appf.annotators.depth import edge_aware_kernels as kernels
 
@@ -40,6 +39,15 @@ def weighted_median_at(values: np.ndarray, valid: np.ndarray, lab: np.ndarray, y
     return med, sup, tot
 
 
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def dilate_cross(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """Binary dilation by the 3x3 cross, `iterations` times (outside the image counts as False):
+    scipy.ndimage.binary_dilation's default, through OpenCV (an order of magnitude faster)."""
+    return cv2.dilate(mask.astype(np.uint8), _CROSS, iterations=int(iterations)) > 0
+
+
 def refine_discontinuities(disp: np.ndarray, lab: np.ndarray, radius: int = 7,
                            sigma_color: float = 10.0, band_px: int = 3,
                            jump_px: float = 1.0) -> np.ndarray:
@@ -50,7 +58,7 @@ def refine_discontinuities(disp: np.ndarray, lab: np.ndarray, radius: int = 7,
     gx = np.abs(np.diff(disp, axis=1, append=disp[:, -1:]))
     gy = np.abs(np.diff(disp, axis=0, append=disp[-1:]))
     jumps = (gx > jump_px) | (gy > jump_px)
-    near = ndi.binary_dilation(jumps, iterations=band_px) & valid
+    near = dilate_cross(jumps, band_px) & valid
     ys, xs = np.nonzero(near)
     out = disp.copy()
     if len(ys):
@@ -93,7 +101,7 @@ def fill_by_rings(values: np.ndarray, lab: np.ndarray, target: np.ndarray, radiu
         if not todo.any():
             break
         valid = out > 0
-        ring = todo & ndi.binary_dilation(valid)
+        ring = todo & dilate_cross(valid)
         ys, xs = np.nonzero(ring)
         if not len(ys):
             break
