@@ -2,7 +2,9 @@
 run (every job runs in a fresh process; memory is sampled from its whole process tree):
 
 - overhead: Beam local runner, 1 worker, vs the same pure functions in a plain loop (goal <= 1.15x)
-- scaling:  local `--workers 2` vs `--workers 1` (goal >= 1.8x); Dask LocalCluster with 1 and 2
+- scaling:  first the machine's own ceiling: 2 plain loops in 2 processes vs 1 (no Beam, equal
+            halves of the episodes, one BLAS/OpenCV thread each); then local `--workers 2` vs
+            `--workers 1` (goal >= 1.8x); Dask LocalCluster with 1 and 2
             workers vs local with 1 worker (goal: 2 Dask workers >= 1.6x local 1), frames/s and
             peak RSS of the largest process and of the whole tree
 - memory:   Dask with 2 workers at several episode counts: the peak per process must stay flat
@@ -74,13 +76,9 @@ def child(kind: str, workers: int, source_options: dict, out: Path) -> dict:
     """One measured job in this (fresh) process, after a one-episode warm-up of the same kind
     (imports, caches): frames, seconds of the job, and seconds to start a Dask LocalCluster
     (not counted in the job's seconds)."""
-    import cv2
-
-    from appf.launch.runners import pipeline_options
+    from appf.launch.runners import pipeline_options, single_threaded_pools
     from appf.pipelines.config import JobConfig
     from appf.pipelines.job import run_job
-
-    cv2.setNumThreads(1)
 
     def config(opts: dict, where: Path) -> JobConfig:
         return JobConfig.from_dict(dict(
@@ -89,10 +87,13 @@ def child(kind: str, workers: int, source_options: dict, out: Path) -> dict:
             runner="dask" if kind == "dask" else "local", workers=workers))
 
     warm = config({**source_options, "episodes": 1}, out.with_name(out.name + "-warm"))
-    if kind == "loop":
-        plain_loop(warm, Path(warm.out))
-        start = time.perf_counter()
-        frames = plain_loop(config(source_options, out), out)
+    if kind == "loop" and workers > 1:
+        return parallel_loops(workers, warm, config(source_options, out))
+    if kind == "loop":  # one BLAS and OpenCV thread, as the job's in-process worker has
+        with single_threaded_pools():
+            plain_loop(warm, Path(warm.out))
+            start = time.perf_counter()
+            frames = plain_loop(config(source_options, out), out)
         return {"frames": frames, "seconds": time.perf_counter() - start, "cluster_start_s": 0.0}
     with pipeline_options(warm) as options:
         run_job(warm, options)
@@ -104,6 +105,49 @@ def child(kind: str, workers: int, source_options: dict, out: Path) -> dict:
         frames = run_job(cfg, options).frames
         seconds = time.perf_counter() - start
     return {"frames": frames, "seconds": seconds, "cluster_start_s": cluster_start_s}
+
+
+def _warm_then_wait(warm, barrier) -> None:
+    from appf.launch.runners import single_threaded_pools
+
+    with single_threaded_pools():
+        plain_loop(warm, Path(warm.out + f"-{os.getpid()}"))
+    barrier.wait()
+
+
+def _loop_part(cfg) -> int:
+    from appf.launch.runners import single_threaded_pools
+
+    with single_threaded_pools():
+        return plain_loop(cfg, Path(cfg.out))
+
+
+def parallel_loops(n: int, warm, cfg) -> dict:
+    """The machine's own ceiling: `n` plain loops in `n` processes (one BLAS/OpenCV thread each),
+    each on an equal part of the same episodes (seed offsets), after a warm-up in each process;
+    no Beam and no communication. Only the loops are timed."""
+    import multiprocessing as mp
+
+    from appf.pipelines.config import JobConfig
+
+    total, seed = cfg.source_options["episodes"], cfg.source_options.get("seed", 0)
+    per = total // n
+    parts = [JobConfig.from_dict({**cfg.to_dict(), "out": f"{cfg.out}-{i}",
+                                  "source_options": {**cfg.source_options, "seed": seed + i * per,
+                                                     "episodes": per}}) for i in range(n)]
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Manager().Barrier(n + 1)
+    with ctx.Pool(n) as pool:
+        warming = [pool.apply_async(_warm_then_wait, (warm, barrier)) for _ in range(n)]
+        barrier.wait()  # every process imported and warmed up
+        for w in warming:
+            w.get()
+        start = time.perf_counter()
+        frames = sum(pool.map(_loop_part, parts, chunksize=1))
+        seconds = time.perf_counter() - start
+    for i in range(n):
+        shutil.rmtree(f"{cfg.out}-{i}", ignore_errors=True)
+    return {"frames": frames, "seconds": seconds, "cluster_start_s": 0.0}
 
 
 class TreeMemory:
@@ -246,11 +290,16 @@ def main() -> None:
             print(f"beam overhead: {fig['overhead']['beam_overhead_x']:.2f}x the loop's time, "
                   f"{fig['overhead']['beam_cpu_overhead_x']:.2f}x its CPU (goal <= 1.15x)")
         if "scaling" in args.parts:
+            loop1, loop2 = measure("loop", 1, opts, tmp), measure("loop", 2, opts, tmp)
+            print(row("plain loop, 1 process", loop1))
+            print(row("plain loops, 2 processes", loop2, loop1).replace(
+                "\n", "  (this machine's ceiling for 2 workers)\n", 1))
             local1 = measure("local", 1, opts, tmp)
             local2 = measure("local", 2, opts, tmp)
             dask1 = measure("dask", 1, opts, tmp)
             dask2 = measure("dask", 2, opts, tmp)
-            fig["scaling"] = {"local_1": local1, "local_2": local2, "dask_1": dask1, "dask_2": dask2}
+            fig["scaling"] = {"loop_1": loop1, "loop_2": loop2, "local_1": local1,
+                              "local_2": local2, "dask_1": dask1, "dask_2": dask2}
             print(row("local, 1 worker", local1))
             print(row("local, 2 workers", local2, local1).replace("\n", "  (goal >= 1.8x)\n", 1))
             print(row("dask, 1 worker", dask1, local1))

@@ -130,6 +130,43 @@ def test_local_dask_cluster_workers_keep_freed_memory(tmp_path):
     assert max(faults.values()) < 2000
 
 
+def _worker_pools() -> dict[str, int]:
+    """Threads of this process's OpenCV pool and of its BLAS libraries (the largest)."""
+    import cv2
+    from threadpoolctl import threadpool_info
+
+    blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    return {"opencv": cv2.getNumThreads(), "blas": max(blas)}
+
+
+def test_in_process_worker_runs_one_blas_and_opencv_thread(tmp_path, monkeypatch):
+    """The 1-worker job runs in this process, where numpy and cv2 loaded before any environment
+    could be set: their pools are limited to one thread while the job runs, then restored."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    for key in ("OPENBLAS_NUM_THREADS", "OPENCV_FOR_THREADS_NUM"):
+        monkeypatch.delenv(key, raising=False)
+    import cv2
+
+    cv2.setNumThreads(2)
+    before = _worker_pools()
+    with pipeline_options(small_config(tmp_path / "one", workers=1)) as options:
+        with beam.Pipeline(options=options) as p:
+            got = (p | beam.Create(range(2), reshuffle=False)
+                   | beam.Map(lambda _, launcher=os.getpid(): (os.getpid() == launcher,
+                                                              *_worker_pools().values())))
+            assert_that(got, equal_to([(True, 1, 1)] * 2))
+    assert _worker_pools() == before and before["opencv"] == 2
+
+
+def test_in_process_worker_keeps_the_users_blas_threads(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    before = _worker_pools()["blas"]
+    with pipeline_options(small_config(tmp_path / "one", workers=1)):
+        assert _worker_pools()["blas"] == before
+
+
 def _page_faults_of_frame_temporaries() -> int:
     import resource
 
@@ -152,13 +189,15 @@ def test_local_multi_process_workers_run_one_blas_thread(tmp_path, monkeypatch):
     for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    monkeypatch.delenv("OPENCV_FOR_THREADS_NUM", raising=False)
     names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     cfg = small_config(tmp_path / "local", workers=2)
     with pipeline_options(cfg) as options:
         with beam.Pipeline(options=options) as p:
             got = (p | beam.Create(range(4), reshuffle=False)
                    | beam.Map(lambda _, launcher=os.getpid(): (
-                       os.getpid() != launcher, *(os.environ.get(k) for k in names))))
-            assert_that(got, equal_to([(True, "1", "1", "3")] * 4))
+                       os.getpid() != launcher, *(os.environ.get(k) for k in names),
+                       __import__("cv2").getNumThreads())))
+            assert_that(got, equal_to([(True, "1", "1", "3", 1)] * 4))
     assert "OPENBLAS_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ
     assert os.environ["MKL_NUM_THREADS"] == "3"

@@ -19,7 +19,7 @@ from appf.launch.runner_profiles import DASK_RUNNER, submission
 from appf.pipelines.config import JobConfig
 
 __all__ = ["DASK_RUNNER", "DASK_WORKER_ENV", "LOCAL_WORKER_ENV", "local_options",
-           "pipeline_options"]
+           "pipeline_options", "single_threaded_pools"]
 
 # dask.distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536: glibc then hands freed
 # memory back to the OS after every episode-sized numpy temporary and faults it back in on the
@@ -27,15 +27,19 @@ __all__ = ["DASK_RUNNER", "DASK_WORKER_ENV", "LOCAL_WORKER_ENV", "local_options"
 # Setting any of glibc's thresholds also switches off its dynamic mmap threshold (mallopt(3)),
 # which then stays at 128 KiB: every frame-sized temporary (a 320x240 float64 image is 1.8 MiB)
 # would be mmap'ed and unmapped each time, page faults included. 32 MiB is the ceiling glibc's
-# dynamic threshold would grow to on 64-bit; set it explicitly.
+# dynamic threshold would grow to on 64-bit; set it explicitly. (The nanny already sets OMP, MKL
+# and OPENBLAS_NUM_THREADS to 1; OpenCV's pool is added: see LOCAL_WORKER_ENV.)
 DASK_WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 * 2**20),
-                   "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
+                   "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "OPENCV_FOR_THREADS_NUM": "1"}
 
-# Beam's multi-process local workers inherit this process's environment, where OpenBLAS/OpenMP
-# start one thread per core: on 640x480 frames the renderer's (n x 3) @ (3 x 3) products then
-# run on spinning BLAS threads, twice the CPU for the same work, and N worker processes compete
-# for the cores with N x cores threads. One thread per worker process, as dask.distributed does.
-LOCAL_WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# One worker = one core. appf's numpy BLAS calls are small (n x 3) @ (3 x 3) products and its
+# OpenCV calls per-frame filters: pool threads there only contend with the worker itself (a
+# 1-worker 640x480 synthetic job: 46.9 frames/s single-threaded, 35.6 with OpenBLAS and OpenCV at a
+# thread per core, 1.6x the CPU per frame), and N workers would run N x cores threads. Beam's local
+# worker processes inherit this in their environment; the in-process worker and the Dask workers
+# get the same (`single_threaded_pools`, DASK_WORKER_ENV). Scale with --workers.
+LOCAL_WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                    "OPENCV_FOR_THREADS_NUM": "1"}
 
 
 @contextlib.contextmanager
@@ -51,6 +55,26 @@ def _inherited_env(env: dict[str, str]) -> Iterator[None]:
             os.environ.pop(key, None)
 
 
+@contextlib.contextmanager
+def single_threaded_pools() -> Iterator[None]:
+    """This process's BLAS and OpenCV pools at one thread while the in-process worker runs (numpy
+    and cv2 are loaded: the environment comes too late); restored afterwards. A thread count the
+    user set in the environment wins."""
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    blas = contextlib.nullcontext() if "OPENBLAS_NUM_THREADS" in os.environ \
+        else threadpool_limits(limits=1, user_api="blas")
+    cv2_threads = cv2.getNumThreads()
+    if "OPENCV_FOR_THREADS_NUM" not in os.environ:
+        cv2.setNumThreads(1)
+    try:
+        with blas:
+            yield
+    finally:
+        cv2.setNumThreads(cv2_threads)
+
+
 def local_options(workers: int = 1) -> PipelineOptions:
     mode = "in_memory" if workers == 1 else "multi_processing"
     return PipelineOptions(["--runner=FnApiRunner", f"--direct_running_mode={mode}",
@@ -63,8 +87,8 @@ def pipeline_options(cfg: JobConfig) -> Iterator[PipelineOptions]:
     profile lives as long as the context. Flags, not keyword arguments: Beam silently discards
     keyword options it does not know under their flag name (`dask_client_address=` is one)."""
     sub = submission(cfg)
-    if sub.runner == "local" and cfg.workers > 1:
-        with _inherited_env(LOCAL_WORKER_ENV):
+    if sub.runner == "local":
+        with _inherited_env(LOCAL_WORKER_ENV) if cfg.workers > 1 else single_threaded_pools():
             yield PipelineOptions(sub.flags)
         return
     if sub.local_cluster_workers is None:
