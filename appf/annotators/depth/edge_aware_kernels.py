@@ -59,37 +59,45 @@ def _gather_window(values, valid, lab, y, x, r, lut, vbuf, wbuf):
     return n
 
 
+_BUCKETS = 16
+
+
 @njit(cache=True, nogil=True)
-def _weighted_select(vbuf, wbuf, n, half):
+def _weighted_select(vbuf, wbuf, n, half, sub_v, sub_w, bucket_w):
     """The smallest value v of vbuf[:n] whose cumulative weight (all weights of values <= v)
-    reaches `half`: a weighted quickselect, expected O(n); reorders the buffers."""
-    lo, hi, below = 0, n, 0.0  # below: weight of the values already known to lie under [lo, hi)
+    reaches `half`. Bucket selection: spread the values over _BUCKETS equal value ranges, keep
+    the first bucket whose cumulative weight reaches `half` (the answer lies in it), subtract the
+    weight below it and repeat inside it until one value is left. Every pass is branch-free over
+    the values (no data-dependent swaps, unlike a quickselect); vbuf/wbuf are left untouched."""
+    m = n
+    src_v, src_w = vbuf, wbuf
     while True:
-        pivot = vbuf[lo + (hi - lo) // 2]
-        lt, i, gt = lo, lo, hi  # three-way partition: [lo,lt) < pivot, [lt,gt) == pivot, [gt,hi) >
-        w_lt, w_eq = 0.0, 0.0
-        while i < gt:
-            v = vbuf[i]
-            if v < pivot:
-                w_lt += wbuf[i]
-                vbuf[i], vbuf[lt] = vbuf[lt], v
-                wbuf[i], wbuf[lt] = wbuf[lt], wbuf[i]
-                lt += 1
-                i += 1
-            elif v > pivot:
-                gt -= 1
-                vbuf[i], vbuf[gt] = vbuf[gt], v
-                wbuf[i], wbuf[gt] = wbuf[gt], wbuf[i]
-            else:
-                w_eq += wbuf[i]
-                i += 1
-        if below + w_lt >= half and lt > lo:
-            hi = lt
-        elif below + w_lt + w_eq >= half or gt >= hi:
-            return pivot
-        else:
-            below += w_lt + w_eq
-            lo = gt
+        lo, hi = src_v[0], src_v[0]
+        for j in range(1, m):
+            lo = min(lo, src_v[j])
+            hi = max(hi, src_v[j])
+        if hi == lo or m == 1:
+            return lo
+        scale = _BUCKETS / (np.float64(hi) - np.float64(lo))
+        bucket_w[:] = 0.0
+        for j in range(m):
+            bucket_w[min(int((src_v[j] - lo) * scale), _BUCKETS - 1)] += src_w[j]
+        pick, below = -1, 0.0
+        for k in range(_BUCKETS):
+            if bucket_w[k] > 0:
+                pick = k
+                if below + bucket_w[k] >= half:
+                    break
+                below += bucket_w[k]
+        half -= below
+        kept = 0
+        for j in range(m):  # in-place compaction (kept <= j) once src is sub_*
+            v, w = src_v[j], src_w[j]
+            sub_v[kept] = v
+            sub_w[kept] = w
+            kept += min(int((v - lo) * scale), _BUCKETS - 1) == pick
+        m = kept
+        src_v, src_w = sub_v, sub_w
 
 
 @njit(cache=True, nogil=True)
@@ -98,8 +106,9 @@ def weighted_median_kernel(values, valid, lab, ys, xs, radius, lut, med, sup, to
     in the (2r+1)^2 window around each (ys[i], xs[i]), the fraction of weight within 1 of it,
     and the total weight (0 and median 0 where the window has no valid value)."""
     k = (2 * radius + 1) ** 2
-    vbuf = np.empty(k, np.float32)
-    wbuf = np.empty(k, np.float32)
+    vbuf, sub_v = np.empty(k, np.float32), np.empty(k, np.float32)
+    wbuf, sub_w = np.empty(k, np.float32), np.empty(k, np.float32)
+    bucket_w = np.empty(_BUCKETS, np.float64)
     for i in range(len(ys)):
         n = _gather_window(values, valid, lab, ys[i], xs[i], radius, lut, vbuf, wbuf)
         if n == 0:
@@ -110,7 +119,7 @@ def weighted_median_kernel(values, valid, lab, ys, xs, radius, lut, med, sup, to
         total = 0.0
         for j in range(n):
             total += wbuf[j]
-        m = _weighted_select(vbuf, wbuf, n, 0.5 * total)
+        m = _weighted_select(vbuf, wbuf, n, 0.5 * total, sub_v, sub_w, bucket_w)
         near = 0.0
         for j in range(n):
             if abs(vbuf[j] - m) <= 1.0:
