@@ -121,7 +121,8 @@ def classical_disparity(left_rgb: np.ndarray, right_rgb: np.ndarray, max_disp_px
                         params: StereoParams = StereoParams()) -> np.ndarray:
     """Disparity (H, W) float32 pixels, 0 = invalid, of a rectified pair (H, W, 3) uint8 RGB."""
     if left_rgb.shape != right_rgb.shape:
-        raise ValueError(f"left and right images differ in shape: {left_rgb.shape} vs {right_rgb.shape}")
+        raise ValueError(f"left and right images differ in shape: {left_rgb.shape} vs "
+                         f"{right_rgb.shape}")
     p = params
     disp = sgbm_left(_grey(left_rgb), _grey(right_rgb), num_disparities(max_disp_px), p)
     lab = lab_guide(left_rgb)

@@ -1,5 +1,6 @@
-"""`sgbm`: classical stereo depth (OpenCV semi-global matching, left-right check, sub-pixel
-refinement, hole filling); no weights, the embedded default for stereo sources."""
+"""`sgbm`: classical stereo depth (one OpenCV semi-global matching pass with OpenCV's left-right
+check, edge-aware median, occlusion classification, sub-pixel refinement: `classical_stereo`); no
+weights, the embedded default for stereo sources."""
 
 from __future__ import annotations
 
