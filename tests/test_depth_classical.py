@@ -16,6 +16,7 @@ from appf.annotators.depth.classical_stereo import (
     fill_background,
     occlusion_masks,
     plain_sgbm_disparity,
+    sgbm_left,
 )
 from appf.annotators.depth.evaluate import simulate_sensor_holes
 from appf.annotators.depth.sensor_fill import complete_depth, dense_prompt
@@ -99,6 +100,23 @@ def test_occlusion_masks_need_a_nearer_surface_beyond_the_tolerance():
     assert not occluded.any()
     empty_occ, empty_out = occlusion_masks(np.zeros((3, 5), np.float32))
     assert not empty_occ.any() and not empty_out.any()
+
+
+def test_columns_outside_the_right_view_take_the_plane_disparity():
+    """A textured fronto-parallel plane at disparity 8: the 8 leftmost left columns are not in the
+    right view. The matcher's hits there (in the left padding) are dropped, and the columns are
+    filled with the row's background, the plane's disparity."""
+    d, width = 8, 120
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (60, width + d, 3)).astype(np.uint8)
+    left, right = np.ascontiguousarray(texture[:, :width]), np.ascontiguousarray(texture[:, d:])
+    raw = sgbm_left(left.mean(axis=2).astype(np.uint8), right.mean(axis=2).astype(np.uint8), 16,
+                    StereoParams())
+    assert (raw[:, :d] > 0).mean() < 0.05
+    out = classical_disparity(left, right, 15.0)
+    strip = out[:, :d]
+    assert ((strip > 0) & (np.abs(strip - d) <= 1.0)).mean() >= 0.95
+    assert (np.abs(out[:, d:][out[:, d:] > 0] - d) <= 1.0).mean() >= 0.99
 
 
 def test_stereo_stages_each_help(stereo_cam):
