@@ -136,3 +136,15 @@ def test_bad_windows_rejected():
         filtered_keep_mask(d, (0, 10, 0, 10), **{**DEFAULTS, "flying_window": 4})
     with pytest.raises(ValueError, match="isolated_min_neighbors"):
         filtered_keep_mask(d, (0, 10, 0, 10), **{**DEFAULTS, "isolated_min_neighbors": 25})
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 3), (4, 4)])
+def test_tiny_images_equal_opencv_chain(shape):
+    d = noisy_depth(*shape, seed=4) if min(shape) > 1 else np.linspace(0.5, 0.9, shape[0] * shape[1]).reshape(
+        shape).astype(np.float32)
+    inner = (0, shape[0], 0, shape[1])
+    for min_nb in (0, 1, 3):
+        got = filtered_keep_mask(d, inner, **{**DEFAULTS, "isolated_min_neighbors": min_nb})
+        ref, _ = reference_keep(d, inner, isolated_min_neighbors=min_nb)
+        np.testing.assert_array_equal(got.keep, ref)
+        assert got.cell_count.shape == (shape[0] // CELL, shape[1] // CELL)
