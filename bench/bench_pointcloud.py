@@ -187,7 +187,8 @@ def load_pointcloud_at(ref: str):
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = "appf/transforms/pointcloud.py"
-    src = subprocess.run(["git", "-C", root, "show", f"{ref}:{path}"], capture_output=True, text=True, check=True).stdout
+    src = subprocess.run(["git", "-C", root, "show", f"{ref}:{path}"], capture_output=True, text=True,
+                         check=True).stdout
     mod = types.ModuleType("pointcloud_at_ref")
     sys.modules[mod.__name__] = mod  # dataclasses look their module up
     exec(compile(src, f"{ref}:{path}", "exec"), mod.__dict__)

@@ -113,3 +113,9 @@ def test_picks_equal_opencv_reference(shape, seed):
     np.testing.assert_array_equal(rows, ref_rows)
     np.testing.assert_array_equal(cols, ref_cols)
     assert keep[rows, cols].all() and len(set(zip(rows.tolist(), cols.tolist()))) == rows.size
+
+
+def test_capacity_below_kept_pixels_is_an_error():
+    keep = np.ones((16, 16), bool)
+    with pytest.raises(ValueError, match="n_kept"):
+        adaptive_reduce(keep, np.full((2, 2), 64), np.full((2, 2), 1e-6), spacing2=1e-6, n_kept=10)

@@ -20,7 +20,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-
 from numba import njit
 
 from appf.transforms.keep_mask import CELL
@@ -142,6 +141,8 @@ def _pick_tier_row(keep, tier, t, s, y0, y1, c0, c1, offsets, out, n_out):
             last = x0
             f = _pick_block(keep, tier, t, y0, x0, y1, min(x0 + s, c1), offsets)
             if f >= 0:
+                if n_out == out.size:  # never when the capacity is the kept-pixel count
+                    raise ValueError("adaptive_reduce: n_kept is below the number of kept pixels")
                 out[n_out] = f
                 n_out += 1
     return n_out

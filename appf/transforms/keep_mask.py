@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from appf.transforms.outliers import check_window
+
 __all__ = ["CELL", "KeepMask", "filtered_keep_mask"]
 
 CELL = 8  # pixels per side of the pre-reduction's statistics cells
@@ -278,7 +280,7 @@ def filtered_keep_mask(
     -> crop: ``crop_lo <= crop_planes[i, y, x] * depth <= crop_hi`` per axis i (float32), where
     (y, x) is the pixel's position plus ``crop_plane_origin``. Thresholds as in ``outliers``."""
     d = np.ascontiguousarray(depth_m, dtype=np.float32)
-    fw, iso = _check_window(flying_window), _check_window(isolated_window)
+    fw, iso = check_window(flying_window), check_window(isolated_window)
     if not 0 <= isolated_min_neighbors <= iso * iso - 1:
         raise ValueError(f"isolated_min_neighbors must be in [0, {iso * iso - 1}], got {isolated_min_neighbors}")
     top, bottom, left, right = inner
@@ -298,9 +300,3 @@ def filtered_keep_mask(
     names = ("valid", "filtered", "labelled", "in_crop")
     return KeepMask(keep.view(bool), int(counts[3]), dict(zip(names, counts.tolist())), cell_n, cell_z)
 
-
-def _check_window(window: int) -> int:
-    window = int(window)
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be a positive odd number of pixels, got {window}")
-    return window

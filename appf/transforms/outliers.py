@@ -17,12 +17,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["valid_depth_mask", "flying_pixel_mask", "isolated_pixel_mask", "depth_range"]
+__all__ = ["valid_depth_mask", "flying_pixel_mask", "isolated_pixel_mask", "depth_range", "check_window"]
 
 _BIG = np.float32(3.0e38)
 
 
-def _check_window(window: int) -> int:
+def check_window(window: int) -> int:
+    """``window`` as an int; ValueError unless it is a positive odd number of pixels."""
     window = int(window)
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be a positive odd number of pixels, got {window}")
@@ -46,7 +47,7 @@ def depth_range(depth_m: np.ndarray, valid: np.ndarray, window: int = 3) -> np.n
 
     Pixels whose neighbourhood holds no valid depth get a negative value (never flagged).
     """
-    window = _check_window(window)
+    window = check_window(window)
     d = np.ascontiguousarray(depth_m, dtype=np.float32)
     m = np.ascontiguousarray(valid, dtype=bool).view(np.uint8)
     kernel = np.ones((window, window), np.uint8)
@@ -81,7 +82,7 @@ def flying_pixel_mask(
 def isolated_pixel_mask(valid: np.ndarray, window: int = 5, min_neighbors: int = 4) -> np.ndarray:
     """Keep mask: True for valid pixels with >= ``min_neighbors`` valid pixels among the other
     ``window**2 - 1`` in their neighbourhood (outside the image counts as invalid)."""
-    window = _check_window(window)
+    window = check_window(window)
     if not 0 <= min_neighbors <= window * window - 1:
         raise ValueError(f"min_neighbors must be in [0, {window * window - 1}], got {min_neighbors}")
     v = np.asarray(valid, dtype=bool)
