@@ -27,10 +27,10 @@ from typing import Sequence
 
 import numpy as np
 
-from appf.transforms.keep_mask import KeepMask, filtered_keep_mask
 from appf.transforms.crop import CropBox
 from appf.transforms.fps import farthest_point_sample
 from appf.transforms.image_reduce import adaptive_reduce, cell_footprint
+from appf.transforms.keep_mask import KeepMask, filtered_keep_mask
 
 __all__ = ["CloudConfig", "CameraView", "FrameCloud", "EmptyCloudError", "frame_point_cloud"]
 
@@ -213,7 +213,8 @@ def _prepare_view(view: CameraView, cfg: CloudConfig, margin: int) -> _Prepared:
         del mask.counts["labelled"]
     if cfg.crop is None:
         del mask.counts["in_crop"]
-    return _Prepared(view, (inner[0], inner[2]), mask, d_full[inner[0] : inner[1], inner[2] : inner[3]])
+    depth = np.asarray(d_full[inner[0] : inner[1], inner[2] : inner[3]], dtype=np.float32)
+    return _Prepared(view, (inner[0], inner[2]), mask, depth)
 
 
 def _candidates(p: _Prepared, rows: np.ndarray, cols: np.ndarray, crop: CropBox | None) -> _ViewCandidates:
