@@ -49,7 +49,7 @@ def _valid_row(d_row, near, far, strict_near, valid_row, hi_row, lo_row):
 
 
 # Loops below index with non-negative offsets only (``a[c + k]``, never ``a[c - k]``): numba's
-# negative-index wrap-around check on ``c - k`` stops LLVM from vectorising them (6x slower).
+# negative-index wrap-around check on ``c - k`` stops LLVM from vectorising them (4-7x slower).
 
 
 @njit(cache=True, nogil=True)
