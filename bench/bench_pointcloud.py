@@ -211,6 +211,46 @@ def against(frames: list[Frame], ref: str) -> dict:
             "speedup": olds.best_s / new.best_s, "max_abs_point_difference_m": diff}
 
 
+def _dp3_way(frames: list[Frame]) -> tuple[float | None, list | None]:
+    """Seconds per frame and clouds of the DP3 way, or (None, None) without open3d."""
+    try:
+        import open3d as o3d
+    except Exception as exc:  # noqa: BLE001 - any import failure means no baseline
+        print(f"[baseline skipped] cannot import open3d ({type(exc).__name__}: {exc}).\n{OPEN3D_HELP}")
+        return None, None
+    return _time(lambda f: dp3_baseline(f, o3d), frames)
+
+
+def _mean(xs) -> float:
+    return float(np.mean(xs))
+
+
+def _quality(ours: list, prev: list, full: list, exact: list, base: list | None) -> dict:
+    """Chamfer distances (mm) to the exact-FPS sample and to the full crop, coverage radii."""
+    # noise floor: exact FPS started from another point (the middle index) vs from index 0
+    other = [c[fpsample.fps_sampling(c, N_POINTS, start_idx=len(c) // 2)] for c in full]
+    res = {
+        "chamfer_previous_vs_exact_mm": _mean([chamfer_distance(o.points, e) for o, e in zip(prev, exact)]) * 1e3,
+        "chamfer_ours_vs_exact_mm": _mean([chamfer_distance(o.points, e) for o, e in zip(ours, exact)]) * 1e3,
+        "chamfer_exact_other_start_vs_exact_mm": _mean([chamfer_distance(o, e) for o, e in zip(other, exact)]) * 1e3,
+        "coverage_chamfer_vs_crop_mm": {
+            "ours": _mean([chamfer_distance(c, o.points) for c, o in zip(full, ours)]) * 1e3,
+            "exact": _mean([chamfer_distance(c, e) for c, e in zip(full, exact)]) * 1e3,
+        },
+        "coverage_radius_vs_crop_mm": {
+            "ours": _mean([coverage_radius(c, o.points) for c, o in zip(full, ours)]) * 1e3,
+            "exact": _mean([coverage_radius(c, e) for c, e in zip(full, exact)]) * 1e3,
+        },
+        "ours_n_real_min": int(min(o.n_real for o in ours)),
+    }
+    if base is not None:
+        res["chamfer_baseline_vs_exact_mm"] = _mean([chamfer_distance(b, e) for b, e in zip(base, exact)]) * 1e3
+        cov, rad = res["coverage_chamfer_vs_crop_mm"], res["coverage_radius_vs_crop_mm"]
+        cov["baseline"] = _mean([chamfer_distance(c, b) for c, b in zip(full, base)]) * 1e3
+        rad["baseline"] = _mean([coverage_radius(c, b) for c, b in zip(full, base)]) * 1e3
+    return res
+
+
 def run(n_frames: int, against_ref: str | None = None) -> dict:
     frames = load_frames(n_frames)
     cfg_of = {id(f): CloudConfig(n_points=N_POINTS, crop=f.crop) for f in frames}
@@ -219,31 +259,18 @@ def run(n_frames: int, against_ref: str | None = None) -> dict:
     ours_t, prev_t = _paired(
         lambda f: frame_point_cloud([f.view], cfg_of[id(f)]),
         lambda f: frame_point_cloud([f.view], prev_of[id(f)]), frames)
-    ours_s, ours, prev_s, prev = ours_t.best_s, ours_t.outs, prev_t.best_s, prev_t.outs
-
+    ours_s, prev_s = ours_t.best_s, prev_t.best_s
     steps = step_split(frames, cfg_of)
     vs_ref = against(frames, against_ref) if against_ref else None
     full = [dp3_crop(f)[0].astype(np.float32) for f in frames]
     exact_s, exact_idx = _time(lambda c: fpsample.fps_sampling(c, N_POINTS, start_idx=0), full)
     exact = [c[i] for c, i in zip(full, exact_idx)]
-
-    try:
-        import open3d as o3d
-    except Exception as exc:  # noqa: BLE001 - any import failure means no baseline
-        print(f"[baseline skipped] cannot import open3d ({type(exc).__name__}: {exc}).\n{OPEN3D_HELP}")
-        o3d = None
-    base_s, base = _time(lambda f: dp3_baseline(f, o3d), frames) if o3d else (None, None)
-
-    def mean(xs):
-        return float(np.mean(xs))
-
-    # noise floor: exact FPS started from another point (the middle index) vs from index 0
-    other = [c[fpsample.fps_sampling(c, N_POINTS, start_idx=len(c) // 2)] for c in full]
-    res = {
+    base_s, base = _dp3_way(frames)
+    return {
         "frames": n_frames,
         "image": list(frames[0].view.depth_m.shape),
         "crop": frames[0].crop.to_list(),
-        "points_in_crop_mean": mean([len(c) for c in full]),
+        "points_in_crop_mean": _mean([len(c) for c in full]),
         "threads": "1 (OMP/BLAS/OpenCV)",
         "ours_ms": ours_s * 1e3,
         "ours_median_ms": ours_t.median_s * 1e3,
@@ -251,34 +278,16 @@ def run(n_frames: int, against_ref: str | None = None) -> dict:
         "previous_8192_candidates_ms": prev_s * 1e3,
         "previous_8192_candidates_median_ms": prev_t.median_s * 1e3,
         "speedup_vs_previous": prev_s / ours_s,
-        "chamfer_previous_vs_exact_mm": mean([chamfer_distance(o.points, e) for o, e in zip(prev, exact)]) * 1e3,
         "baseline_dp3_open3d_ms": base_s * 1e3 if base_s else None,
         "baseline_dp3_open3d_fps": 1.0 / base_s if base_s else None,
         "exact_fpsample_on_crop_ms": exact_s * 1e3,
         "exact_fpsample_on_crop_fps": 1.0 / exact_s,
         "speedup_vs_baseline": base_s / ours_s if base_s else None,
         "speedup_vs_exact_fps_only": exact_s / ours_s,
-        "chamfer_ours_vs_exact_mm": mean([chamfer_distance(o.points, e) for o, e in zip(ours, exact)]) * 1e3,
-        "chamfer_exact_other_start_vs_exact_mm": mean([chamfer_distance(o, e) for o, e in zip(other, exact)]) * 1e3,
-        "coverage_chamfer_vs_crop_mm": {
-            "ours": mean([chamfer_distance(c, o.points) for c, o in zip(full, ours)]) * 1e3,
-            "exact": mean([chamfer_distance(c, e) for c, e in zip(full, exact)]) * 1e3,
-        },
-        "coverage_radius_vs_crop_mm": {
-            "ours": mean([coverage_radius(c, o.points) for c, o in zip(full, ours)]) * 1e3,
-            "exact": mean([coverage_radius(c, e) for c, e in zip(full, exact)]) * 1e3,
-        },
-        "ours_n_real_min": int(min(o.n_real for o in ours)),
+        **_quality(ours_t.outs, prev_t.outs, full, exact, base),
         "steps_ms": steps,
         "against": vs_ref,
     }
-    if base is not None:
-        res["chamfer_baseline_vs_exact_mm"] = mean([chamfer_distance(b, e) for b, e in zip(base, exact)]) * 1e3
-        res["coverage_chamfer_vs_crop_mm"]["baseline"] = (
-            mean([chamfer_distance(c, b) for c, b in zip(full, base)]) * 1e3
-        )
-        res["coverage_radius_vs_crop_mm"]["baseline"] = mean([coverage_radius(c, b) for c, b in zip(full, base)]) * 1e3
-    return res
 
 
 def report(r: dict) -> str:

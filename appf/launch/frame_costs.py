@@ -54,9 +54,9 @@ def job_costs() -> dict[str, FrameCost]:
 
 _JOB_COSTS: dict[str, FrameCost] = {
     # per camera frame: filters, crop, image-space pre-reduction, FPS to 1024 points
-    "point clouds": FrameCost(0.00334, "cpu", "bench/bench_pointcloud.py --frames 10, 640x480, "
-                              "single thread, load 1.2, 2026-12-07, fused numba filter pass "
-                              "(5.79 ms in the same run for the code before it, c74e8a9)"),
+    "point clouds": FrameCost(0.00323, "cpu", "bench/bench_pointcloud.py --frames 10, 640x480, "
+                              "single thread, load 0.1, 2026-12-07, fused numba filter pass "
+                              "(5.60 ms in the same run for the code before it, c74e8a9)"),
 }
 # Not counted: decoding the source (per dataset, see bench/bench_sources.py), SFT records and
 # the shard writes (small next to the stages above).

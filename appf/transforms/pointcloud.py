@@ -14,8 +14,8 @@ Per view, all in image space until the last moment:
 4. only the candidates are unprojected to base-frame xyz (float32).
 Views are fused and farthest-point sampled (``appf.transforms.fps``) to ``n_points``; padding
 repeats real points. Measured on 640x480 tabletop frames (~200k points in the crop), one core,
-load 1.2: 3.3 ms per frame (4096 candidates; FPS 1.3 ms of it, the fused filter pass 0.8 ms; the
-code before that pass, OpenCV whole-image steps, took 5.8 ms a frame in the same run), against
+quiet machine: 3.2 ms per frame (4096 candidates; FPS 1.3 ms of it, the fused filter pass 0.7 ms;
+the code before that pass, OpenCV whole-image steps, took 5.6 ms a frame in the same run), against
 ~240 ms for numpy + Open3D FPS (``bench/bench_pointcloud.py``).
 """
 
