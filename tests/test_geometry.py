@@ -8,7 +8,9 @@ from appf.transforms.geometry import (
     invert_rigid,
     make_rigid,
     matrix_to_pose,
+    matrix_to_quat,
     pose_to_matrix,
+    quat_to_matrix,
     project,
     resize_intrinsics,
     transform_points,
@@ -136,3 +138,35 @@ def test_crop_intrinsics():
     u, v, _ = project(p, K)
     u2, v2, _ = project(p, out)
     np.testing.assert_allclose([u2, v2], [u - 100, v - 40], atol=1e-12)
+
+
+def test_quaternion_conversions_equal_scipy():
+    """Random rotations, the 180-degree turns (w = 0, canonical sign) and identity agree with
+    scipy's Rotation to float64 rounding, matrices both ways."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(0)
+    special = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [-1, 0, 0, 0],
+                        [0, -1, 0, 0], [0.5, 0.5, 0.5, 0.5], [0, 0, -0.6, -0.8]], dtype=float)
+    q = np.concatenate([rng.normal(size=(500, 4)), special])
+    R = quat_to_matrix(q)
+    np.testing.assert_allclose(R, Rotation.from_quat(q).as_matrix(), atol=1e-14)
+    want = Rotation.from_matrix(R).as_quat(canonical=True)
+    np.testing.assert_allclose(matrix_to_quat(R), want, atol=1e-14)
+    # every branch of the formula is exercised (each of x, y, z, w largest)
+    assert {int(np.argmax(np.abs(x))) for x in want} == {0, 1, 2, 3}
+
+
+def test_matrix_to_quat_of_a_perturbed_rotation_is_scipys():
+    """Slightly non-orthogonal input (e.g. float32 round trips) gives scipy's answer."""
+    from scipy.spatial.transform import Rotation
+
+    R = Rotation.from_rotvec([[0.3, -1.2, 2.0], [2.9, 0.1, 0.2]]).as_matrix()
+    R = R + np.random.default_rng(1).normal(scale=1e-6, size=R.shape)
+    np.testing.assert_allclose(matrix_to_quat(R), Rotation.from_matrix(R).as_quat(canonical=True),
+                               atol=1e-6)
+
+
+def test_zero_quaternion_is_refused():
+    with pytest.raises(ValueError, match="non-zero"):
+        pose_to_matrix(np.array([0, 0, 0, 0, 0, 0, 0.0]))

@@ -1,4 +1,4 @@
-"""Camera and rigid-body geometry (pure numpy/scipy, no I/O).
+"""Camera and rigid-body geometry (pure numpy, no I/O).
 
 Conventions (DESIGN.md): metres; OpenCV camera axes (x right, y down, z forward); quaternions
 scalar-last ``xyzw``; ``T_base_cam`` maps camera to base, ``p_base = T @ p_cam``.
@@ -9,7 +9,6 @@ so a point (x, y, z) projects to ``u = fx * x / z + cx`` and ``v = fy * y / z + 
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 __all__ = [
     "unproject",
@@ -19,6 +18,8 @@ __all__ = [
     "make_rigid",
     "pose_to_matrix",
     "matrix_to_pose",
+    "quat_to_matrix",
+    "matrix_to_quat",
     "resize_intrinsics",
     "crop_intrinsics",
 ]
@@ -114,6 +115,51 @@ def invert_rigid(T: np.ndarray) -> np.ndarray:
     return out
 
 
+# Quaternion <-> matrix here rather than scipy's Rotation: importing scipy.spatial.transform loads
+# all of scipy.spatial (qhull, kd-trees, distances), 0.17 s of every worker process's start-up for
+# two closed-form conversions. tests/test_geometry.py checks both against scipy.
+def quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
+    """Quaternions (n, 4) xyzw (normalised here) -> rotation matrices (n, 3, 3)."""
+    q = np.asarray(q_xyzw, dtype=np.float64)
+    norm = np.linalg.norm(q, axis=1, keepdims=True)
+    if not (norm > 0).all() or not np.isfinite(norm).all():
+        raise ValueError("quaternions must be finite and non-zero")
+    x, y, z, w = (q / norm).T
+    return np.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+    ], axis=1).reshape(-1, 3, 3)
+
+
+def matrix_to_quat(R: np.ndarray) -> np.ndarray:
+    """Rotation matrices (n, 3, 3) -> unit quaternions (n, 4) xyzw with w >= 0. Per matrix, the
+    largest of (R00, R11, R22, trace) picks the numerically stable formula (as scipy does)."""
+    m = np.asarray(R, dtype=np.float64)
+    diag = np.stack([m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], axis=1)
+    trace = diag.sum(axis=1)
+    choice = np.argmax(np.concatenate([diag, trace[:, None]], axis=1), axis=1)
+    q = np.empty((m.shape[0], 4))
+    for i in range(3):  # x, y or z is the largest component
+        sel = choice == i
+        j, k = (i + 1) % 3, (i + 2) % 3
+        mi = m[sel]
+        q[sel, i] = 1 - trace[sel] + 2 * mi[:, i, i]
+        q[sel, j] = mi[:, j, i] + mi[:, i, j]
+        q[sel, k] = mi[:, k, i] + mi[:, i, k]
+        q[sel, 3] = mi[:, k, j] - mi[:, j, k]
+    sel = choice == 3  # w is the largest
+    ms = m[sel]
+    q[sel, 0] = ms[:, 2, 1] - ms[:, 1, 2]
+    q[sel, 1] = ms[:, 0, 2] - ms[:, 2, 0]
+    q[sel, 2] = ms[:, 1, 0] - ms[:, 0, 1]
+    q[sel, 3] = 1 + trace[sel]
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    wxyz = q[:, [3, 0, 1, 2]]  # canonical sign: the first non-zero of w, x, y, z is positive
+    lead = wxyz[np.arange(len(q)), np.argmax(wxyz != 0, axis=1)]
+    return np.where(lead[:, None] < 0, -q, q)
+
+
 def pose_to_matrix(pose: np.ndarray) -> np.ndarray:
     """Poses (..., 7) = xyz (m) + quaternion xyzw -> 4x4 matrices (..., 4, 4). Normalises the quaternion."""
     pose = np.asarray(pose, dtype=np.float64)
@@ -121,7 +167,7 @@ def pose_to_matrix(pose: np.ndarray) -> np.ndarray:
         raise ValueError(f"pose must have shape (..., 7) [x y z qx qy qz qw], got {pose.shape}")
     flat = pose.reshape(-1, 7)
     T = np.zeros((flat.shape[0], 4, 4))
-    T[:, :3, :3] = Rotation.from_quat(flat[:, 3:], scalar_first=False).as_matrix()
+    T[:, :3, :3] = quat_to_matrix(flat[:, 3:])
     T[:, :3, 3] = flat[:, :3]
     T[:, 3, 3] = 1.0
     return T.reshape(pose.shape[:-1] + (4, 4))
@@ -133,7 +179,7 @@ def matrix_to_pose(T: np.ndarray) -> np.ndarray:
     if T.shape[-2:] != (4, 4):
         raise ValueError(f"T must have shape (..., 4, 4), got {T.shape}")
     flat = T.reshape(-1, 4, 4)
-    q = Rotation.from_matrix(flat[:, :3, :3]).as_quat(canonical=True, scalar_first=False)
+    q = matrix_to_quat(flat[:, :3, :3])
     out = np.concatenate([flat[:, :3, 3], q], axis=1)
     return out.reshape(T.shape[:-2] + (7,))
 
