@@ -45,6 +45,9 @@ RUN uv pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0 \
 
 # Optional model code without a package; installed under the constraints above so that their
 # requirements never replace appf's pins (torch above all).
+# numba kernels compiled into the image (cache keyed on this CPU; see appf/launch/warm_kernels.py
+# for NUMBA_CPU_NAME=generic on mixed-CPU clusters)
+RUN python -m appf.launch.warm_kernels
 RUN if [ "$WITH_FOUNDATION_STEREO" = "1" ]; then \
         git clone https://github.com/NVlabs/FoundationStereo /opt/FoundationStereo \
         && git -C /opt/FoundationStereo checkout 6e88068 \

@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# --zarr-format 2 shards
 	$(PIP) install -q --no-deps --upgrade --target $(VENV)/zarr2 zarr==2.18.7 numcodecs==0.15.1 \
 		asciitree==0.3.3 fasteners==0.20 deprecated==1.2.18 wrapt==2.5.2
+	$(PY) -m appf.launch.warm_kernels   # numba's cache: processes load the kernels, not compile them
 	touch $@
 
 # torch 2.13.0 (CPU, from disk) instead of lerobot's torch<2.11 (PyPI has only the CUDA build):
