@@ -12,9 +12,12 @@ run (every job runs in a fresh process; memory is sampled from its whole process
             model-free step and set it up (goal < 1.5 s)
 
     python bench/bench_pipeline.py [--episodes 32] [--steps 40] [--height 240 --width 320]
-        [--parts overhead scaling memory startup] [--memory-episodes 8 16 32] [--json FILE]
+        [--parts overhead scaling memory startup] [--memory-episodes 8 16 32] [--repeats N]
+        [--json FILE]
 
-Each job is timed after a one-episode warm-up in its process; a Dask LocalCluster's start is
+Each job is timed after a one-episode warm-up in its process; with `--repeats N` the jobs run in
+N rounds (one of each per round) and each job's fastest run is shown, with all runs' seconds (the
+machine's speed drifts by 10-20% from minute to minute here). A Dask LocalCluster's start is
 printed apart, not counted. psutil (a dependency of dask.distributed) samples memory and CPU time
 of the whole process tree (warm-up and cluster start included in the CPU). CPU per frame shows the
 cost of the parallel machinery where the wall clock cannot: on a machine whose CPU is shared (or
@@ -210,6 +213,18 @@ def measure(kind: str, workers: int, source_options: dict, tmp: Path) -> dict:
             "cpu_s": sum(mem.cpu_s.values()), "worker_cpu_s": busiest}
 
 
+def best_of_rounds(jobs: dict[str, tuple[str, int]], opts: dict, tmp: Path,
+                   repeats: int) -> dict[str, dict]:
+    """Each job (kind, workers) `repeats` times, one of each per round (so a slow spell of the
+    machine hits every job alike); per job the fastest run, with every run's seconds kept."""
+    runs: dict[str, list[dict]] = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, (kind, workers) in jobs.items():
+            runs[name].append(measure(kind, workers, opts, tmp))
+    return {name: {**min(rs, key=lambda r: r["seconds"]), "all_seconds": [r["seconds"] for r in rs]}
+            for name, rs in runs.items()}
+
+
 def row(label: str, r: dict, base: dict | None = None) -> str:
     ratio = f"  {r['frames_per_s'] / base['frames_per_s']:5.2f}x" if base else ""
     cluster = (f" + {r['cluster_start_s']:.1f} s cluster start" if r["cluster_start_s"] else "")
@@ -217,7 +232,10 @@ def row(label: str, r: dict, base: dict | None = None) -> str:
                  "baseline's CPU efficiency)") if base else ""
     workers = ("; busiest child processes " + " / ".join(f"{c:.0f}" for c in r["worker_cpu_s"])
                + " CPU-s") if r["worker_cpu_s"] else ""
-    return (f"{label:<22}{r['frames_per_s']:8.1f} frames/s ({r['seconds']:6.1f} s{cluster}){ratio}\n"
+    runs = r.get("all_seconds", [])
+    runs = ("; runs " + ", ".join(f"{x:.1f}" for x in runs) + " s") if len(runs) > 1 else ""
+    return (f"{label:<22}{r['frames_per_s']:8.1f} frames/s ({r['seconds']:6.1f} s{cluster}{runs})"
+            f"{ratio}\n"
             f"{'':<22}CPU {1000 * r['cpu_s'] / r['frames']:6.1f} ms/frame{cpu_ratio}{workers}\n"
             f"{'':<22}peak RSS: largest process {r['peak_process_mib']:6.0f} MiB, "
             f"tree {r['peak_total_mib']:6.0f} MiB")
@@ -264,6 +282,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--parts", nargs="*", default=["overhead", "scaling", "memory", "startup"])
     ap.add_argument("--memory-episodes", type=int, nargs="*", default=[8, 16, 32])
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="rounds of the overhead and scaling jobs; each job's fastest run is shown")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -281,7 +301,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="appf-bench-"))
     try:
         if "overhead" in args.parts:
-            loop, beam1 = measure("loop", 1, opts, tmp), measure("local", 1, opts, tmp)
+            got = best_of_rounds({"loop": ("loop", 1), "beam": ("local", 1)}, opts, tmp,
+                                 args.repeats)
+            loop, beam1 = got["loop"], got["beam"]
             fig["overhead"] = {"loop": loop, "local_1": beam1,
                                "beam_overhead_x": beam1["seconds"] / loop["seconds"]}
             print(row("plain loop", loop))
@@ -290,14 +312,13 @@ def main() -> None:
             print(f"beam overhead: {fig['overhead']['beam_overhead_x']:.2f}x the loop's time, "
                   f"{fig['overhead']['beam_cpu_overhead_x']:.2f}x its CPU (goal <= 1.15x)")
         if "scaling" in args.parts:
-            loop1, loop2 = measure("loop", 1, opts, tmp), measure("loop", 2, opts, tmp)
+            got = best_of_rounds({"loop1": ("loop", 1), "loop2": ("loop", 2), "local1": ("local", 1),
+                                  "local2": ("local", 2), "dask1": ("dask", 1),
+                                  "dask2": ("dask", 2)}, opts, tmp, args.repeats)
+            loop1, loop2, local1, local2, dask1, dask2 = got.values()
             print(row("plain loop, 1 process", loop1))
             print(row("plain loops, 2 processes", loop2, loop1).replace(
                 "\n", "  (this machine's ceiling for 2 workers)\n", 1))
-            local1 = measure("local", 1, opts, tmp)
-            local2 = measure("local", 2, opts, tmp)
-            dask1 = measure("dask", 1, opts, tmp)
-            dask2 = measure("dask", 2, opts, tmp)
             fig["scaling"] = {"loop_1": loop1, "loop_2": loop2, "local_1": local1,
                               "local_2": local2, "dask_1": dask1, "dask_2": dask2}
             print(row("local, 1 worker", local1))
