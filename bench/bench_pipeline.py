@@ -155,12 +155,14 @@ def parallel_loops(n: int, warm, cfg) -> dict:
 
 class TreeMemory:
     """Samples the RSS and CPU time of a process and its descendants every `every_s` seconds
-    (a process's CPU after its last sample is missed: under `every_s` per process)."""
+    (a process's CPU after its last sample is missed: under `every_s` per process); keeps the CPU
+    time series for `one_busy_s`."""
 
     def __init__(self, pid: int, every_s: float = 0.1):
         self.root, self.every_s = psutil.Process(pid), every_s
         self.peak_process = self.peak_total = 0
         self.cpu_s: dict[int, float] = {}
+        self.series: list[tuple[float, dict[int, float]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -170,18 +172,31 @@ class TreeMemory:
                 procs = [self.root, *self.root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 return
-            rss = []
+            rss, live = [], {}
             for p in procs:
                 try:
                     rss.append(p.memory_info().rss)
                     t = p.cpu_times()
-                    self.cpu_s[p.pid] = t.user + t.system
+                    self.cpu_s[p.pid] = live[p.pid] = t.user + t.system
                 except psutil.NoSuchProcess:
                     pass
+            self.series.append((time.monotonic(), live))
             if rss:
                 self.peak_process = max(self.peak_process, max(rss))
                 self.peak_total = max(self.peak_total, sum(rss))
             self._stop.wait(self.every_s)
+
+    def one_busy_s(self, a: int, b: int) -> float:
+        """Seconds during which exactly one of processes `a`, `b` ran (over half a core) while
+        the other had stopped (under a tenth of one): the time a static split wastes."""
+        total = 0.0
+        for (t0, c0), (t1, c1) in zip(self.series, self.series[1:]):
+            dt = t1 - t0
+            if not all(p in c0 and p in c1 for p in (a, b)) or dt <= 0:
+                continue  # both alive in both samples
+            ra, rb = ((c1[p] - c0[p]) / dt for p in (a, b))
+            total += dt if (ra > 0.5 and rb < 0.1) or (rb > 0.5 and ra < 0.1) else 0.0
+        return total
 
     def __enter__(self) -> "TreeMemory":
         self._thread.start()
@@ -207,10 +222,12 @@ def measure(kind: str, workers: int, source_options: dict, tmp: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.with_name(out.name + "-warm"), ignore_errors=True)
     got = json.loads(stdout.strip().splitlines()[-1])
-    busiest = sorted((v for k, v in mem.cpu_s.items() if k != proc.pid), reverse=True)[:2]
+    busiest = sorted((k for k in mem.cpu_s if k != proc.pid), key=mem.cpu_s.get, reverse=True)[:2]
     return {**got, "frames_per_s": got["frames"] / got["seconds"],
             "peak_process_mib": mem.peak_process / 2**20, "peak_total_mib": mem.peak_total / 2**20,
-            "cpu_s": sum(mem.cpu_s.values()), "worker_cpu_s": busiest}
+            "cpu_s": sum(mem.cpu_s.values()), "worker_cpu_s": [mem.cpu_s[k] for k in busiest],
+            "one_worker_busy_s": mem.one_busy_s(*busiest) if workers == 2 and len(busiest) == 2
+            else None}
 
 
 def best_of_rounds(jobs: dict[str, tuple[str, int]], opts: dict, tmp: Path,
@@ -232,6 +249,8 @@ def row(label: str, r: dict, base: dict | None = None) -> str:
                  "baseline's CPU efficiency)") if base else ""
     workers = ("; busiest child processes " + " / ".join(f"{c:.0f}" for c in r["worker_cpu_s"])
                + " CPU-s") if r["worker_cpu_s"] else ""
+    if r.get("one_worker_busy_s") is not None:
+        workers += f", {r['one_worker_busy_s']:.1f} s with one of them idle"
     runs = r.get("all_seconds", [])
     runs = ("; runs " + ", ".join(f"{x:.1f}" for x in runs) + " s") if len(runs) > 1 else ""
     return (f"{label:<22}{r['frames_per_s']:8.1f} frames/s ({r['seconds']:6.1f} s{cluster}{runs})"
@@ -274,7 +293,51 @@ print(json.dumps({"cpu_s": t(), "torch": "torch" in sys.modules}))
             "torch_imported": any(r[0]["torch"] for r in runs)}
 
 
-def main() -> None:
+def overhead_part(opts: dict, tmp: Path, repeats: int) -> dict:
+    got = best_of_rounds({"loop": ("loop", 1), "beam": ("local", 1)}, opts, tmp, repeats)
+    loop, beam1 = got["loop"], got["beam"]
+    fig = {"loop": loop, "local_1": beam1, "beam_overhead_x": beam1["seconds"] / loop["seconds"],
+           "beam_cpu_overhead_x": beam1["cpu_s"] / loop["cpu_s"]}
+    print(row("plain loop", loop))
+    print(row("beam local, 1 worker", beam1, loop))
+    print(f"beam overhead: {fig['beam_overhead_x']:.2f}x the loop's time, "
+          f"{fig['beam_cpu_overhead_x']:.2f}x its CPU (goal <= 1.15x)")
+    return fig
+
+
+def scaling_part(opts: dict, tmp: Path, repeats: int) -> dict:
+    got = best_of_rounds({"loop_1": ("loop", 1), "loop_2": ("loop", 2), "local_1": ("local", 1),
+                          "local_2": ("local", 2), "dask_1": ("dask", 1), "dask_2": ("dask", 2)},
+                         opts, tmp, repeats)
+    print(row("plain loop, 1 process", got["loop_1"]))
+    print(row("plain loops, 2 processes", got["loop_2"], got["loop_1"]).replace(
+        "\n", "  (this machine's ceiling for 2 workers)\n", 1))
+    print(row("local, 1 worker", got["local_1"]))
+    print(row("local, 2 workers", got["local_2"], got["local_1"]).replace(
+        "\n", "  (goal >= 1.8x)\n", 1))
+    print(row("dask, 1 worker", got["dask_1"], got["local_1"]))
+    print(row("dask, 2 workers", got["dask_2"], got["local_1"]).replace(
+        "\n", "  (goal >= 1.6x)\n", 1))
+    return got
+
+
+def memory_part(opts: dict, tmp: Path, episode_counts: list[int]) -> dict:
+    fig = {}
+    for n in episode_counts:
+        fig[n] = measure("dask", 2, {**opts, "episodes": n}, tmp)
+        print(row(f"dask x2, {n:3d} episodes", fig[n]))
+    return fig
+
+
+def startup_part() -> dict:
+    s = startup_cpu_s()
+    print(f"worker start-up (model-free step): {s['worker_cpu_s']:.2f} CPU-s "
+          f"(goal < 1.5 s; bare `import apache_beam` {s['bare_beam_cpu_s']:.2f} s); "
+          f"torch imported: {s['torch_imported']}")
+    return s
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=32)
     ap.add_argument("--steps", type=int, default=40)
@@ -286,7 +349,11 @@ def main() -> None:
                     help="rounds of the overhead and scaling jobs; each job's fastest run is shown")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     sys.stdout.reconfigure(line_buffering=True)
     if args.child:
         kind, workers, opts, out = args.child
@@ -301,42 +368,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="appf-bench-"))
     try:
         if "overhead" in args.parts:
-            got = best_of_rounds({"loop": ("loop", 1), "beam": ("local", 1)}, opts, tmp,
-                                 args.repeats)
-            loop, beam1 = got["loop"], got["beam"]
-            fig["overhead"] = {"loop": loop, "local_1": beam1,
-                               "beam_overhead_x": beam1["seconds"] / loop["seconds"]}
-            print(row("plain loop", loop))
-            print(row("beam local, 1 worker", beam1, loop))
-            fig["overhead"]["beam_cpu_overhead_x"] = beam1["cpu_s"] / loop["cpu_s"]
-            print(f"beam overhead: {fig['overhead']['beam_overhead_x']:.2f}x the loop's time, "
-                  f"{fig['overhead']['beam_cpu_overhead_x']:.2f}x its CPU (goal <= 1.15x)")
+            fig["overhead"] = overhead_part(opts, tmp, args.repeats)
         if "scaling" in args.parts:
-            got = best_of_rounds({"loop1": ("loop", 1), "loop2": ("loop", 2), "local1": ("local", 1),
-                                  "local2": ("local", 2), "dask1": ("dask", 1),
-                                  "dask2": ("dask", 2)}, opts, tmp, args.repeats)
-            loop1, loop2, local1, local2, dask1, dask2 = got.values()
-            print(row("plain loop, 1 process", loop1))
-            print(row("plain loops, 2 processes", loop2, loop1).replace(
-                "\n", "  (this machine's ceiling for 2 workers)\n", 1))
-            fig["scaling"] = {"loop_1": loop1, "loop_2": loop2, "local_1": local1,
-                              "local_2": local2, "dask_1": dask1, "dask_2": dask2}
-            print(row("local, 1 worker", local1))
-            print(row("local, 2 workers", local2, local1).replace("\n", "  (goal >= 1.8x)\n", 1))
-            print(row("dask, 1 worker", dask1, local1))
-            print(row("dask, 2 workers", dask2, local1).replace("\n", "  (goal >= 1.6x)\n", 1))
+            fig["scaling"] = scaling_part(opts, tmp, args.repeats)
         if "memory" in args.parts:
-            fig["memory"] = {}
-            for n in args.memory_episodes:
-                r = measure("dask", 2, {**opts, "episodes": n}, tmp)
-                fig["memory"][n] = r
-                print(row(f"dask x2, {n:3d} episodes", r))
+            fig["memory"] = memory_part(opts, tmp, args.memory_episodes)
         if "startup" in args.parts:
-            s = startup_cpu_s()
-            fig["startup"] = s
-            print(f"worker start-up (model-free step): {s['worker_cpu_s']:.2f} CPU-s "
-                  f"(goal < 1.5 s; bare `import apache_beam` {s['bare_beam_cpu_s']:.2f} s); "
-                  f"torch imported: {s['torch_imported']}")
+            fig["startup"] = startup_part()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
