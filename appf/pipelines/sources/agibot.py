@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from appf.pipelines.sources._real_io import (
     relative_timestamps, rt_to_matrix, video_info,
 )
 from appf.pipelines.sources.base import SourceInfo
-from appf.schemas import CameraStream, Episode, EpisodeRef, RobotInfo, SourceError, Steps
+from appf.schemas import CameraStream, Episode, EpisodeRef, LazyFrames, RobotInfo, SourceError, Steps
 
 DATASET = "agibot_world"
 CONTROL_HZ = 30.0
@@ -56,6 +56,47 @@ ACTION_SPACE = (
 def _int_dirs(folder: Path) -> list[str]:
     return sorted((p.name for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=int) \
         if folder.is_dir() else []
+
+
+class _Proprio(NamedTuple):
+    """The proprio_stats.h5 arrays one episode needs, as stored (n = state rows)."""
+
+    n: int
+    pos: np.ndarray
+    quat: np.ndarray
+    joints: np.ndarray
+    ts: Any
+    a_eff: np.ndarray
+    a_pos: np.ndarray
+    a_quat: np.ndarray
+    end_idx: np.ndarray | None
+    eff_idx: np.ndarray | None
+
+
+def _gripper_commands(f: Any, h5_path: Path, eid: str) -> np.ndarray:
+    """action/effector/position as (M, 2) gripper commands; dexhand (12-D) episodes refused."""
+    a_eff = h5_array(f, "action/effector/position", h5_path, eid)
+    if a_eff.ndim == 2 and a_eff.shape[1] == 12:
+        raise SourceError("dexhand effector (12 joint angles) is not a gripper; this source "
+                          "reads gripper episodes only", path=str(h5_path), episode_id=eid,
+                          field="action/effector/position")
+    if a_eff.ndim != 2 or a_eff.shape[1] != 2:
+        raise SourceError(f"expected (M, 2) gripper commands, found {a_eff.shape}",
+                          path=str(h5_path), episode_id=eid, field="action/effector/position")
+    return a_eff
+
+
+def _head_depth(obs: Path, n: int, h: int, w: int, eid: str) -> LazyFrames:
+    """The head depth PNG sequence as lazy float32 metres, checked against the video size."""
+    pngs = numbered_files(obs / "depth", "head_depth_", ".png")
+    if len(pngs) != n:
+        raise SourceError(f"{len(pngs)} head depth PNGs for {n} frames", path=str(obs / "depth"),
+                          episode_id=eid, field="depth/head_depth")
+    depth = lazy_images(pngs, eid, "depth/head_depth", depth_mm=True)
+    if depth.shape[1:] != (h, w):
+        raise SourceError(f"depth size {depth.shape[1:]} differs from head video {(h, w)}",
+                          path=str(obs / "depth"), episode_id=eid, field="depth/head_depth")
+    return depth
 
 
 class AgiBotSource:
@@ -178,18 +219,31 @@ class AgiBotSource:
         slot = np.searchsorted(idx, np.arange(n), side="right") - 1
         return values[np.maximum(slot, 0)]
 
-    # -- read -----------------------------------------------------------------------------------
+    # -- read: locate -> decode -> convert -> assemble ------------------------------------------
 
     def read(self, ref: EpisodeRef) -> Episode:
-        import h5py
-
         task, ep, eid = int(ref.option("task_id")), int(ref.option("ep")), ref.episode_id
         info = self._task_info(task, ep, eid)
+        h5_path = self._locate_proprio(task, ep, eid)
+        raw = self._decode_proprio(h5_path, eid)
+        steps, conversions = self._convert_steps(raw, h5_path, eid)
+        obs = self.root / "observations" / str(task) / str(ep)
+        cam_dir = self._camera_dir(task, ep, eid)
+        cameras = {cam: self._camera(obs, cam_dir, cam, raw.n, eid, conversions) for cam in self.cameras}
+        return self._assemble_episode(task, ep, eid, info, steps, cameras, conversions)
+
+    def _locate_proprio(self, task: int, ep: int, eid: str) -> Path:
         h5_path = self.root / "proprio_stats" / str(task) / str(ep) / "proprio_stats.h5"
         if not h5_path.is_file():
             raise SourceError("proprio_stats.h5 missing", path=str(h5_path), episode_id=eid,
                               field="proprio_stats")
-        conversions: list[str] = []
+        return h5_path
+
+    @staticmethod
+    def _decode_proprio(h5_path: Path, eid: str) -> _Proprio:
+        """Read the state, commanded action and action index arrays from proprio_stats.h5."""
+        import h5py
+
         try:
             f = h5py.File(h5_path, "r")
         except OSError as e:  # h5py's message names no file (e.g. a truncated tar extract)
@@ -201,14 +255,7 @@ class AgiBotSource:
             quat = h5_array(f, "state/end/orientation", h5_path, eid, rows=n, trailing=(2, 4))
             joints = h5_array(f, "state/joint/position", h5_path, eid, rows=n)
             ts = f["timestamp"][()] if "timestamp" in f else None
-            a_eff = h5_array(f, "action/effector/position", h5_path, eid)
-            if a_eff.ndim == 2 and a_eff.shape[1] == 12:
-                raise SourceError("dexhand effector (12 joint angles) is not a gripper; this source "
-                                  "reads gripper episodes only", path=str(h5_path), episode_id=eid,
-                                  field="action/effector/position")
-            if a_eff.ndim != 2 or a_eff.shape[1] != 2:
-                raise SourceError(f"expected (M, 2) gripper commands, found {a_eff.shape}",
-                                  path=str(h5_path), episode_id=eid, field="action/effector/position")
+            a_eff = _gripper_commands(f, h5_path, eid)
             a_pos = h5_array(f, "action/end/position", h5_path, eid, trailing=(2, 3))
             a_quat = h5_array(f, "action/end/orientation", h5_path, eid, rows=len(a_pos), trailing=(2, 4))
 
@@ -219,46 +266,53 @@ class AgiBotSource:
             if end_idx is None or end_idx.size == 0:
                 end_idx = joint_idx  # any4lerobot's fallback when action/end/index is empty
             eff_idx = index("effector")
-        ee = np.concatenate([pos, continuous_quats(quat)], axis=-1)
+        return _Proprio(n, pos, quat, joints, ts, a_eff, a_pos, a_quat, end_idx, eff_idx)
+
+    def _convert_steps(self, raw: _Proprio, h5_path: Path, eid: str) -> tuple[Steps, list[str]]:
+        """Quaternions to continuous xyzw, commands scattered onto frames, timestamps ns -> s."""
+        n, conversions = raw.n, []
+        ee = np.concatenate([raw.pos, continuous_quats(raw.quat)], axis=-1)
         conversions.append("ee_pose: state/end position + orientation (xyzw, normalised), arms "
                            "[left, right]; FLANGE, no TCP offset applied")
-        grip = self._scatter(a_eff.astype(np.float64), eff_idx, n, h5_path, eid, "action/effector/position")
+        grip = self._scatter(raw.a_eff.astype(np.float64), raw.eff_idx, n, h5_path, eid,
+                             "action/effector/position")
         grip = np.clip(grip, 0.0, 1.0)
         conversions.append("gripper: commanded action/effector/position (0 = open, 1 = closed), "
                            "placed at action/effector/index and held; state gripper (mm) not used")
-        a_ee = self._scatter(np.concatenate([a_pos, continuous_quats(a_quat)], axis=-1), end_idx, n,
-                             h5_path, eid, "action/end/position")
+        a_ee = self._scatter(np.concatenate([raw.a_pos, continuous_quats(raw.a_quat)], axis=-1),
+                             raw.end_idx, n, h5_path, eid, "action/end/position")
         action = np.concatenate([a_ee, grip[..., None]], axis=-1).reshape(n, 16)
+        ts = raw.ts
         timestamp, note = relative_timestamps(
             None if ts is None or np.size(ts) != n else np.asarray(ts, np.float64) * 1e-9, n, CONTROL_HZ)
         conversions.append(f"timestamp: ns -> s, {note}")
+        steps = Steps(timestamp=timestamp, ee_pose=ee, gripper=grip,
+                      joint_positions=np.asarray(raw.joints, np.float64), action=action)
+        return steps, conversions
 
-        obs = self.root / "observations" / str(task) / str(ep)
-        cam_dir = self._camera_dir(task, ep, eid)
-        cameras: dict[str, CameraStream] = {}
-        for cam in self.cameras:
-            video = obs / "videos" / f"{cam}_color.mp4"
-            nf, h, w = video_info(video, eid, f"{cam}_color video")
-            if nf != n:
-                raise SourceError(f"video has {nf} frames, proprio_stats has {n} rows", path=str(video),
-                                  episode_id=eid, field=f"{cam}_color video")
-            K, T_base_cam = self._calibration(cam_dir, cam, n, eid)
-            depth = None
-            if cam == "head":
-                pngs = numbered_files(obs / "depth", "head_depth_", ".png")
-                if len(pngs) != n:
-                    raise SourceError(f"{len(pngs)} head depth PNGs for {n} frames", path=str(obs / "depth"),
-                                      episode_id=eid, field="depth/head_depth")
-                depth = lazy_images(pngs, eid, "depth/head_depth", depth_mm=True)
-                if depth.shape[1:] != (h, w):
-                    raise SourceError(f"depth size {depth.shape[1:]} differs from head video {(h, w)}",
-                                      path=str(obs / "depth"), episode_id=eid, field="depth/head_depth")
-                conversions.append("head depth: uint16 mm PNG -> float32 m (0 = invalid)")
-            cameras[cam] = CameraStream(name=cam, rgb=lazy_video(video, n, h, w, eid, f"{cam}_color video"),
-                                        intrinsics=K, T_base_cam=T_base_cam, depth=depth,
-                                        depth_provenance="sensor" if depth is not None else "")
-            conversions.append(f"{cam}: T_base_cam per frame from {cam}_extrinsic_params_aligned.json "
-                               "(camera-to-base as stored)")
+    def _camera(self, obs: Path, cam_dir: Path, cam: str, n: int, eid: str,
+                conversions: list[str]) -> CameraStream:
+        """One camera: lazy colour video, K and per-frame T_base_cam, head depth (mm -> m)."""
+        video = obs / "videos" / f"{cam}_color.mp4"
+        nf, h, w = video_info(video, eid, f"{cam}_color video")
+        if nf != n:
+            raise SourceError(f"video has {nf} frames, proprio_stats has {n} rows", path=str(video),
+                              episode_id=eid, field=f"{cam}_color video")
+        K, T_base_cam = self._calibration(cam_dir, cam, n, eid)
+        depth = None
+        if cam == "head":
+            depth = _head_depth(obs, n, h, w, eid)
+            conversions.append("head depth: uint16 mm PNG -> float32 m (0 = invalid)")
+        stream = CameraStream(name=cam, rgb=lazy_video(video, n, h, w, eid, f"{cam}_color video"),
+                              intrinsics=K, T_base_cam=T_base_cam, depth=depth,
+                              depth_provenance="sensor" if depth is not None else "")
+        conversions.append(f"{cam}: T_base_cam per frame from {cam}_extrinsic_params_aligned.json "
+                           "(camera-to-base as stored)")
+        return stream
+
+    @staticmethod
+    def _assemble_episode(task: int, ep: int, eid: str, info: dict[str, Any], steps: Steps,
+                          cameras: dict[str, CameraStream], conversions: list[str]) -> Episode:
         segments = [dict(start_frame=int(s.get("start_frame", 0)), end_frame=int(s.get("end_frame", 0)),
                          action_text=str(s.get("action_text") or ""), skill=str(s.get("skill") or ""))
                     for s in (info.get("label_info") or {}).get("action_config") or []]
@@ -266,9 +320,7 @@ class AgiBotSource:
             (s["action_text"] for s in segments if s["action_text"]), "")
         return Episode(
             dataset=DATASET, episode_id=eid, language_instruction=lang,
-            robot=RobotInfo("agibot_g1", 2), control_hz=CONTROL_HZ,
-            steps=Steps(timestamp=timestamp, ee_pose=ee, gripper=grip,
-                        joint_positions=np.asarray(joints, np.float64), action=action),
+            robot=RobotInfo("agibot_g1", 2), control_hz=CONTROL_HZ, steps=steps,
             cameras=cameras, action_space=ACTION_SPACE, conversions=conversions,
             metadata={"task_id": task, "episode_id": ep, "init_scene_text": str(info.get("init_scene_text") or ""),
                       "segments": segments, "task_info_found": bool(info),
