@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -62,6 +62,20 @@ def _h5_left_right_distance_m(extr_left: np.ndarray, extr_right: np.ndarray | No
     d = np.linalg.norm(np.asarray(extr_right)[:, :3] - np.asarray(extr_left)[:, :3], axis=1)
     d = d[np.isfinite(d)]
     return float(np.median(d)) if d.size and np.median(d) > 0 else None
+
+
+class _H5Episode(NamedTuple):
+    """The trajectory.h5 arrays one episode needs, as stored (see _decode_h5)."""
+    cart: np.ndarray
+    grip: np.ndarray
+    joints: np.ndarray
+    a_cart: np.ndarray
+    a_grip: np.ndarray
+    ts: np.ndarray | None
+    attrs: dict[str, Any]
+    serials: dict[str, str]
+    extr: dict[str, np.ndarray]
+    extr_right: dict[str, np.ndarray | None]
 
 
 class DroidRawSource:
@@ -167,9 +181,23 @@ class DroidRawSource:
         return (all_[0] if all_ else fallback), all_
 
     def read(self, ref: EpisodeRef) -> Episode:
-        import h5py
+        ep_dir, eid = Path(ref.uri), ref.episode_id
+        metas, meta_path, meta = self._locate_metadata(ref, ep_dir)
+        h5 = self._decode_h5(ep_dir / "trajectory.h5", eid, meta, meta_path)
+        conversions: list[str] = []
+        ee, g, action, timestamp = self._convert_steps(h5, conversions)
+        cameras: dict[str, CameraStream] = {}
+        cam_meta: dict[str, Any] = {}
+        for role in self.cameras:
+            cameras[role], cam_meta[role] = self._camera(ep_dir, eid, role, h5.serials[role], len(ee),
+                                                         h5.extr[role], h5.extr_right[role], conversions)
+        steps = Steps(timestamp=timestamp, ee_pose=ee[:, None, :], gripper=g[:, None],
+                      joint_positions=np.asarray(h5.joints, np.float64), action=action)
+        return self._assemble_episode(ep_dir, eid, metas, meta_path, meta, h5.attrs, steps, cameras,
+                                      cam_meta, conversions)
 
-        ep_dir = Path(ref.uri)
+    def _locate_metadata(self, ref: EpisodeRef, ep_dir: Path) -> tuple[list[Path], Path, dict]:
+        """The episode's metadata files, the chosen one and its parsed JSON."""
         eid = ref.episode_id
         metas = _metadata_files(ep_dir)
         if not metas:
@@ -182,8 +210,12 @@ class DroidRawSource:
         except (OSError, json.JSONDecodeError) as e:
             raise SourceError(f"cannot parse metadata JSON: {e}", path=str(meta_path),
                               episode_id=eid, field="metadata") from e
-        h5_path = ep_dir / "trajectory.h5"
-        conversions: list[str] = []
+        return metas, meta_path, meta
+
+    def _decode_h5(self, h5_path: Path, eid: str, meta: dict, meta_path: Path) -> _H5Episode:
+        """Read the trajectory.h5 arrays this source uses; checks shapes and finite state."""
+        import h5py
+
         try:
             f = h5py.File(h5_path, "r")
         except OSError as e:
@@ -202,21 +234,33 @@ class DroidRawSource:
                 ts = np.asarray(f[k_s][()], np.float64) + np.asarray(f[k_ns][()], np.float64) * 1e-9
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
             serials = {role: str(meta.get(f"{role}_cam_serial") or "") for role in ROLES}
-            extr = {}
-            extr_right = {}
-            for role in self.cameras:
-                s = serials[role]
-                if not s:
-                    raise SourceError(f"metadata has no {role}_cam_serial", path=str(meta_path),
-                                      episode_id=eid, field=f"{role}_cam_serial")
-                extr[role] = h5_array(f, f"observation/camera_extrinsics/{s}_left", h5_path, eid,
-                                      rows=T, trailing=(6,))
-                k_r = f"observation/camera_extrinsics/{s}_right"
-                extr_right[role] = np.asarray(f[k_r][()]) if k_r in f else None
+            extr, extr_right = self._decode_extrinsics(f, h5_path, eid, T, serials, meta_path)
         for name, arr in (("robot_state/cartesian_position", cart), ("robot_state/gripper_position", grip)):
             if not np.isfinite(arr).all():
                 raise SourceError("NaN/inf values", path=str(h5_path), episode_id=eid, field=name)
+        return _H5Episode(cart, grip, joints, a_cart, a_grip, ts, attrs, serials, extr, extr_right)
 
+    def _decode_extrinsics(self, f: Any, h5_path: Path, eid: str, T: int, serials: dict[str, str],
+                           meta_path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
+        """Per role: the h5 `<serial>_left` (T, 6) extrinsics and the `_right` ones when present."""
+        extr = {}
+        extr_right = {}
+        for role in self.cameras:
+            s = serials[role]
+            if not s:
+                raise SourceError(f"metadata has no {role}_cam_serial", path=str(meta_path),
+                                  episode_id=eid, field=f"{role}_cam_serial")
+            extr[role] = h5_array(f, f"observation/camera_extrinsics/{s}_left", h5_path, eid,
+                                  rows=T, trailing=(6,))
+            k_r = f"observation/camera_extrinsics/{s}_right"
+            extr_right[role] = np.asarray(f[k_r][()]) if k_r in f else None
+        return extr, extr_right
+
+    def _convert_steps(self, h5: _H5Episode, conversions: list[str]
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ee_pose (T, 7) xyz + quat xyzw, gripper (T,) 0 = open, action (T, 8), timestamp_s (T,))."""
+        cart = h5.cart
+        T = cart.shape[0]
         ee = xyz_euler_to_pose7(cart)
         conversions.append("ee_pose: DROID cartesian_position [xyz, scipy 'xyz' Euler rad] -> xyz + quat xyzw")
         if self.tcp_offset_m:
@@ -225,25 +269,22 @@ class DroidRawSource:
             conversions.append(f"ee_pose: flange moved {self.tcp_offset_m} m along flange z to the TCP")
         else:
             conversions.append("ee_pose: FLANGE (panda_link8) pose, no TCP offset applied (tcp_offset_m=0)")
-        g = np.clip(np.asarray(grip, np.float64).reshape(T), 0.0, 1.0)
+        g = np.clip(np.asarray(h5.grip, np.float64).reshape(T), 0.0, 1.0)
         conversions.append("gripper: DROID gripper_position already 0 = open, 1 = closed (clipped to [0, 1])")
-        action = np.concatenate([xyz_euler_to_pose7(a_cart),
-                                 np.clip(a_grip.reshape(T, 1), 0.0, 1.0)], axis=1)
-        timestamp, ts_note = relative_timestamps(ts, T, CONTROL_HZ)
+        action = np.concatenate([xyz_euler_to_pose7(h5.a_cart),
+                                 np.clip(h5.a_grip.reshape(T, 1), 0.0, 1.0)], axis=1)
+        timestamp, ts_note = relative_timestamps(h5.ts, T, CONTROL_HZ)
         conversions.append(f"timestamp: {ts_note}")
+        return ee, g, action, timestamp
 
-        cameras: dict[str, CameraStream] = {}
-        cam_meta: dict[str, Any] = {}
-        for role in self.cameras:
-            cameras[role], cam_meta[role] = self._camera(ep_dir, eid, role, serials[role], T,
-                                                         extr[role], extr_right[role], conversions)
+    def _assemble_episode(self, ep_dir: Path, eid: str, metas: list[Path], meta_path: Path, meta: dict,
+                          attrs: dict, steps: Steps, cameras: dict[str, CameraStream],
+                          cam_meta: dict[str, Any], conversions: list[str]) -> Episode:
         lang, all_lang = self._language(eid, meta, attrs)
         return Episode(
             dataset=DATASET, episode_id=eid, language_instruction=lang,
             robot=RobotInfo(str(meta.get("robot_serial") or attrs.get("robot_serial_number") or "franka"), 1),
-            control_hz=CONTROL_HZ,
-            steps=Steps(timestamp=timestamp, ee_pose=ee[:, None, :], gripper=g[:, None],
-                        joint_positions=np.asarray(joints, np.float64), action=action),
+            control_hz=CONTROL_HZ, steps=steps,
             cameras=cameras, action_space=ACTION_SPACE, conversions=conversions,
             metadata={
                 "episode_dir": str(ep_dir), "metadata_file": meta_path.name,
