@@ -135,29 +135,52 @@ class DroidRldsSource:
         return list_episode_refs(self.ds, DATASET, self.splits)
 
     def read(self, ref: EpisodeRef) -> Episode:
-        eid, path = ref.episode_id, ref.uri
         ex, steps = decode_episode(self.ds, ref, self._decoders, self.verify_crc)
+        cart, grip, joints, a_cart, a_grip, action_raw = self._decode_steps(steps, ref)
+        conversions: list[str] = []
+        if self.check_action:
+            self._check_action(action_raw, a_cart, a_grip, ref, conversions)
+        ee, g, action, T_base_flange = self._convert_steps(cart, grip, a_cart, a_grip, conversions)
+        meta = {k: ex["episode_metadata"][k] for k in self._meta_keys}
+        ep_extr = self._episode_extrinsics(meta, ref)
+        cameras = {role: self._camera(role, steps, T_base_flange, ep_extr, ref, conversions)
+                   for role in self.cameras}
         T = len(steps)
+        arrays = Steps(timestamp=np.arange(T, dtype=np.float64) / CONTROL_HZ, ee_pose=ee[:, None, :],
+                       gripper=g[:, None], joint_positions=joints, action=action)
+        return self._assemble_episode(ref, steps, meta, ep_extr, arrays, cameras, conversions)
+
+    @staticmethod
+    def _decode_steps(steps: list[dict], ref: EpisodeRef) -> tuple[np.ndarray, ...]:
+        """(cartesian_position (T, 6), gripper_position (T,), joint_position, action_dict/
+        cartesian_position (T, 6), action_dict/gripper_position (T, 1), action (T, 7)) as stored."""
         cart = stack_field(steps, "observation/cartesian_position", ref, (6,))
         grip = stack_field(steps, "observation/gripper_position", ref, (1,))[:, 0]
         joints = stack_field(steps, "observation/joint_position", ref)
         a_cart = stack_field(steps, "action_dict/cartesian_position", ref, (6,))
         a_grip = stack_field(steps, "action_dict/gripper_position", ref, (1,))
         action_raw = stack_field(steps, "action", ref, (7,))
-        conversions: list[str] = []
-        if self.check_action:
-            diff = np.abs(action_raw - np.concatenate([a_cart, a_grip], axis=1))
-            if diff.max() > ACTION_TOL:
-                t, j = (int(i) for i in np.unravel_index(np.argmax(diff), diff.shape))
-                raise SourceError(
-                    f"`action` is not concat(action_dict/cartesian_position, action_dict/"
-                    f"gripper_position): step {t} dim {j} differs by {diff[t, j]:.3g} "
-                    f"(action={action_raw[t, j]!r}); the builder code writes that concatenation "
-                    "(formats-real.md §1.8); pass check_action=False to read it anyway",
-                    path=path, episode_id=eid, field="steps/action")
-            conversions.append("action: RLDS `action` checked equal to concat(action_dict/"
-                               "cartesian_position, action_dict/gripper_position)")
+        return cart, grip, joints, a_cart, a_grip, action_raw
 
+    @staticmethod
+    def _check_action(action_raw: np.ndarray, a_cart: np.ndarray, a_grip: np.ndarray, ref: EpisodeRef,
+                      conversions: list[str]) -> None:
+        """Fail unless `action` == concat(action_dict/cartesian_position, gripper_position)."""
+        diff = np.abs(action_raw - np.concatenate([a_cart, a_grip], axis=1))
+        if diff.max() > ACTION_TOL:
+            t, j = (int(i) for i in np.unravel_index(np.argmax(diff), diff.shape))
+            raise SourceError(
+                f"`action` is not concat(action_dict/cartesian_position, action_dict/"
+                f"gripper_position): step {t} dim {j} differs by {diff[t, j]:.3g} "
+                f"(action={action_raw[t, j]!r}); the builder code writes that concatenation "
+                "(formats-real.md §1.8); pass check_action=False to read it anyway",
+                path=ref.uri, episode_id=ref.episode_id, field="steps/action")
+        conversions.append("action: RLDS `action` checked equal to concat(action_dict/"
+                           "cartesian_position, action_dict/gripper_position)")
+
+    def _convert_steps(self, cart: np.ndarray, grip: np.ndarray, a_cart: np.ndarray, a_grip: np.ndarray,
+                       conversions: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ee_pose (T, 7) xyz + quat xyzw, gripper (T,) 0 = open, action (T, 8), T_base_flange (T, 4, 4))."""
         ee = xyz_euler_to_pose7(cart)
         conversions.append("ee_pose: DROID cartesian_position [xyz, scipy 'xyz' Euler rad] -> xyz + quat xyzw")
         T_base_flange = xyz_euler_to_matrix(cart)
@@ -170,35 +193,43 @@ class DroidRldsSource:
         conversions.append("gripper: DROID gripper_position already 0 = open, 1 = closed (clipped to [0, 1])")
         action = np.concatenate([xyz_euler_to_pose7(a_cart), np.clip(a_grip, 0.0, 1.0)], axis=1)
         conversions.append(f"timestamp: step index / {CONTROL_HZ} Hz (RLDS stores no clock)")
+        return ee, g, action, T_base_flange
 
-        meta = {k: ex["episode_metadata"][k] for k in self._meta_keys}
+    @staticmethod
+    def _episode_extrinsics(meta: dict[str, Any], ref: EpisodeRef) -> dict[str, np.ndarray]:
+        """Per exterior role: the 1.0.1 episode_metadata extrinsics 6-vector, when present."""
         ep_extr = {}
         for role, key in EPISODE_EXTRINSICS.items():
             if key in meta:
                 v = np.asarray(meta[key], np.float64).reshape(-1)
                 if v.shape != (6,) or not np.isfinite(v).all():
-                    raise SourceError(f"expected a finite 6-vector, found {v.tolist()}", path=path,
-                                      episode_id=eid, field=f"episode_metadata/{key}")
+                    raise SourceError(f"expected a finite 6-vector, found {v.tolist()}", path=ref.uri,
+                                      episode_id=ref.episode_id, field=f"episode_metadata/{key}")
                 ep_extr[role] = v
-        cameras: dict[str, CameraStream] = {}
-        for role in self.cameras:
-            key = CAMERA_KEYS[role]
-            declared = feature_at(self.ds.features, f"steps/observation/{key}").shape
-            rgb = lazy_encoded([s["observation"][key] for s in steps], declared, ref,
-                               f"steps/observation/{key}")
-            K = self.intrinsics.get(role)
-            Tc, note = self._extrinsics(role, T_base_flange, ep_extr, ref)
-            conversions.append(f"{role}: {key}; " + ("intrinsics from the user's config" if K is not None
-                                                     else "intrinsics unknown (not in RLDS)") + f"; {note}")
-            cameras[role] = CameraStream(name=role, rgb=rgb, intrinsics=K, T_base_cam=Tc,
-                                         intrinsics_unknown=K is None, extrinsics_unknown=Tc is None)
+        return ep_extr
 
+    def _camera(self, role: str, steps: list[dict], T_base_flange: np.ndarray,
+                ep_extr: dict[str, np.ndarray], ref: EpisodeRef, conversions: list[str]) -> CameraStream:
+        key = CAMERA_KEYS[role]
+        declared = feature_at(self.ds.features, f"steps/observation/{key}").shape
+        rgb = lazy_encoded([s["observation"][key] for s in steps], declared, ref,
+                           f"steps/observation/{key}")
+        K = self.intrinsics.get(role)
+        Tc, note = self._extrinsics(role, T_base_flange, ep_extr, ref)
+        conversions.append(f"{role}: {key}; " + ("intrinsics from the user's config" if K is not None
+                                                 else "intrinsics unknown (not in RLDS)") + f"; {note}")
+        return CameraStream(name=role, rgb=rgb, intrinsics=K, T_base_cam=Tc,
+                            intrinsics_unknown=K is None, extrinsics_unknown=Tc is None)
+
+    def _assemble_episode(self, ref: EpisodeRef, steps: list[dict], meta: dict[str, Any],
+                          ep_extr: dict[str, np.ndarray], arrays: Steps, cameras: dict[str, CameraStream],
+                          conversions: list[str]) -> Episode:
         lang = {k: text(steps[0][k]) for k in self._language}
         all_lang = [v for v in lang.values() if v]
         file_path = text(meta.get("file_path", ""))
         metadata: dict[str, Any] = {
             "rlds": {"dir": str(self.ds.path), "builder": self.ds.name, "version": self.ds.version,
-                     "split": ref.option("split"), "file": path, "record": ref.option("record")},
+                     "split": ref.option("split"), "file": ref.uri, "record": ref.option("record")},
             "file_path": file_path, "success": "/success/" in file_path,
             "language_instructions": all_lang, "ee_frame": "flange" if not self.tcp_offset_m
             else f"flange + {self.tcp_offset_m} m",
@@ -210,10 +241,8 @@ class DroidRldsSource:
             v = meta[k]
             metadata[k] = text(v) if isinstance(v, (bytes, bytearray)) else np.asarray(v).tolist()
         return Episode(
-            dataset=DATASET, episode_id=eid, language_instruction=all_lang[0] if all_lang else "",
-            robot=RobotInfo("franka", 1), control_hz=CONTROL_HZ,
-            steps=Steps(timestamp=np.arange(T, dtype=np.float64) / CONTROL_HZ, ee_pose=ee[:, None, :],
-                        gripper=g[:, None], joint_positions=joints, action=action),
+            dataset=DATASET, episode_id=ref.episode_id, language_instruction=all_lang[0] if all_lang else "",
+            robot=RobotInfo("franka", 1), control_hz=CONTROL_HZ, steps=arrays,
             cameras=cameras, action_space=ACTION_SPACE, conversions=conversions, metadata=metadata,
         )
 
