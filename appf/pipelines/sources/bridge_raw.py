@@ -42,7 +42,7 @@ from scipy.spatial.transform import Rotation
 from appf.pipelines.sources._real_io import continuous_quats, lazy_images, numbered_files, relative_timestamps
 from appf.pipelines.sources.base import SourceInfo
 from appf.pipelines.sources.safe_pickle import safe_load
-from appf.schemas import CameraStream, Episode, EpisodeRef, RobotInfo, SourceError, Steps
+from appf.schemas import CameraStream, Episode, EpisodeRef, LazyFrames, RobotInfo, SourceError, Steps
 
 DATASET = "bridge"
 CONTROL_HZ = 5.0
@@ -88,6 +88,62 @@ def _collection_date(parts: tuple[str, ...]) -> date | None:
     return None
 
 
+def _decode_obs(d: Path, eid: str) -> tuple[dict[str, Any], np.ndarray]:
+    """obs_dict.pkl and its full_state (T+1, >=7), checked finite."""
+    obs = safe_load(d / "obs_dict.pkl", eid, "obs_dict.pkl")
+    if not isinstance(obs, dict) or "full_state" not in obs:
+        raise SourceError("obs_dict.pkl must be a dict with full_state", path=str(d / "obs_dict.pkl"),
+                          episode_id=eid, field="full_state")
+    state = np.asarray(obs["full_state"], np.float64)
+    if state.ndim != 2 or state.shape[1] < 7 or len(state) < 2 or not np.isfinite(state).all():
+        raise SourceError(f"full_state must be finite (T+1, 7), found {state.shape}",
+                          path=str(d / "obs_dict.pkl"), episode_id=eid, field="full_state")
+    return obs, state
+
+
+def _decode_actions(d: Path, eid: str, n_obs: int) -> np.ndarray:
+    """policy_out.pkl as (n_obs - 1, 7) float64 actions."""
+    pol = safe_load(d / "policy_out.pkl", eid, "policy_out.pkl")
+    try:
+        acts = np.stack([np.asarray(p["actions"] if isinstance(p, dict) else p, np.float64).reshape(-1)
+                         for p in pol])
+    except (KeyError, TypeError, ValueError) as e:
+        raise SourceError(f"policy_out.pkl must be a list of {{'actions': (7,)}} or (7,) arrays ({e!r})",
+                          path=str(d / "policy_out.pkl"), episode_id=eid, field="actions") from e
+    if acts.shape != (n_obs - 1, 7):
+        raise SourceError(f"expected {n_obs - 1} actions of 7 (one fewer than the {n_obs} "
+                          f"observations), found {acts.shape}", path=str(d / "policy_out.pkl"),
+                          episode_id=eid, field="actions")
+    return acts
+
+
+def _depth(d: Path, i: int, rgb: LazyFrames, eid: str, n: int, first: int, conversions: list[str],
+           depth_left_out: dict[str, str]) -> tuple[LazyFrames | None, str]:
+    """depth_images<i> as lazy float32 metres and its provenance; (None, "") when absent or
+    8-bit (left out, said so in conversions and depth_left_out)."""
+    name = f"image_{i}"
+    dfiles = numbered_files(d / f"depth_images{i}", "im_", ".png")
+    mode = _image_mode(dfiles[0], eid, f"depth_images{i}") if dfiles else ""
+    if mode in _EIGHT_BIT_MODES:
+        # A few trajectories store 8-bit depth (PIL mode "L", formats-real.md §3.2):
+        # not millimetres, units unknown -> left out (said so), never read as metres.
+        conversions.append(f"{name}: depth_images{i} is 8-bit (PIL mode {mode!r}), not "
+                           "uint16 mm: units unknown, depth left out")
+        depth_left_out[name] = f"depth_images{i}: 8-bit PIL mode {mode!r}"
+        return None, ""
+    if not dfiles:
+        return None, ""
+    if len(dfiles) != n + first:
+        raise SourceError(f"{len(dfiles)} depth images for {n + first} observations",
+                          path=str(d / f"depth_images{i}"), episode_id=eid, field=f"depth_images{i}")
+    depth = lazy_images(dfiles[first:], eid, f"depth_images{i}", depth_mm=True)
+    if depth.shape[1:] != rgb.shape[1:3]:
+        raise SourceError(f"depth size {depth.shape[1:]} differs from images{i} {rgb.shape[1:3]}",
+                          path=str(d / f"depth_images{i}"), episode_id=eid, field=f"depth_images{i}")
+    conversions.append(f"{name}: depth_images{i} uint16 mm -> float32 m")
+    return depth, "sensor: D435 image_rect_raw, uint16 mm [inferred], not registered to colour [inferred]"
+
+
 class BridgeRawSource:
     """BridgeData V2 raw trajectories. Options: input, cameras (e.g. ["image_0"]; default every
     images<i> folder), intrinsics / extrinsics (user calibration per camera name),
@@ -121,35 +177,26 @@ class BridgeRawSource:
         ids = sorted((d.relative_to(self.root).as_posix().replace("/", "__"), d) for d in dirs)
         return [EpisodeRef(DATASET, eid, i, uri=str(d)) for i, (eid, d) in enumerate(ids)]
 
+    # -- read: locate -> decode -> convert -> assemble ------------------------------------------
+
     def read(self, ref: EpisodeRef) -> Episode:
         d, eid = Path(ref.uri), ref.episode_id
-        obs = safe_load(d / "obs_dict.pkl", eid, "obs_dict.pkl")
-        if not isinstance(obs, dict) or "full_state" not in obs:
-            raise SourceError("obs_dict.pkl must be a dict with full_state", path=str(d / "obs_dict.pkl"),
-                              episode_id=eid, field="full_state")
-        state = np.asarray(obs["full_state"], np.float64)
-        if state.ndim != 2 or state.shape[1] < 7 or len(state) < 2 or not np.isfinite(state).all():
-            raise SourceError(f"full_state must be finite (T+1, 7), found {state.shape}",
-                              path=str(d / "obs_dict.pkl"), episode_id=eid, field="full_state")
-        pol = safe_load(d / "policy_out.pkl", eid, "policy_out.pkl")
-        try:
-            acts = np.stack([np.asarray(p["actions"] if isinstance(p, dict) else p, np.float64).reshape(-1)
-                             for p in pol])
-        except (KeyError, TypeError, ValueError) as e:
-            raise SourceError(f"policy_out.pkl must be a list of {{'actions': (7,)}} or (7,) arrays ({e!r})",
-                              path=str(d / "policy_out.pkl"), episode_id=eid, field="actions") from e
-        if acts.shape != (len(state) - 1, 7):
-            raise SourceError(f"expected {len(state) - 1} actions of 7 (one fewer than the {len(state)} "
-                              f"observations), found {acts.shape}", path=str(d / "policy_out.pkl"),
-                              episode_id=eid, field="actions")
+        obs, state = _decode_obs(d, eid)
+        acts = _decode_actions(d, eid, len(state))
         conversions: list[str] = []
-        first = 0
         day = _collection_date(d.parts)
-        if day is not None and day < LATENCY_FIX_BEFORE:
-            first = 1
+        first = 1 if day is not None and day < LATENCY_FIX_BEFORE else 0
+        if first:
             state, acts = state[1:], acts[:-1]
             conversions.append(f"latency fix: collected {day} (< 2021-07-23): first observation "
                                "and last action dropped")
+        steps = self._convert_steps(obs, state, acts, first, conversions)
+        cameras, depth_left_out = self._cameras(d, eid, len(state), first, conversions)
+        return self._assemble_episode(d, eid, day, steps, cameras, conversions, depth_left_out)
+
+    def _convert_steps(self, obs: dict[str, Any], state: np.ndarray, acts: np.ndarray, first: int,
+                       conversions: list[str]) -> Steps:
+        """Relative Euler -> absolute xyzw, gripper 1 = open -> 0 = open, actions padded to n."""
         n = len(state)
         ee = bridge_state_to_pose7(state, self.base_angle_rad)
         conversions.append("ee_pose: full_state Euler (Rz Ry Rx) relative to the gripper-down "
@@ -167,63 +214,55 @@ class BridgeRawSource:
         qpos = obs.get("qpos")
         joints = (np.asarray(qpos, np.float64)[first:first + n] if qpos is not None
                   and len(qpos) >= first + n else np.zeros((n, 0)))
+        return Steps(timestamp=timestamp, ee_pose=ee[:, None, :], gripper=grip[:, None],
+                     joint_positions=joints, action=action)
 
+    def _cameras(self, d: Path, eid: str, n: int, first: int, conversions: list[str]
+                 ) -> tuple[dict[str, CameraStream], dict[str, str]]:
+        """Every requested images<i> folder as a CameraStream (name image_<i>), in folder order."""
         folders = sorted((int(p.name[len("images"):]), p) for p in d.glob("images*")
                          if p.is_dir() and p.name[len("images"):].isdigit())
         cameras: dict[str, CameraStream] = {}
         depth_left_out: dict[str, str] = {}
         for i, folder in folders:
             name = f"image_{i}"
-            if self.cameras is not None and name not in self.cameras:
-                continue
-            files = numbered_files(folder, "im_", ".jpg")
-            if len(files) != n + first:
-                raise SourceError(f"{len(files)} images for {n + first} observations", path=str(folder),
-                                  episode_id=eid, field=f"images{i}")
-            rgb = lazy_images(files[first:], eid, f"images{i}")
-            depth, prov = None, ""
-            dfiles = numbered_files(d / f"depth_images{i}", "im_", ".png")
-            mode = _image_mode(dfiles[0], eid, f"depth_images{i}") if dfiles else ""
-            if mode in _EIGHT_BIT_MODES:
-                # A few trajectories store 8-bit depth (PIL mode "L", formats-real.md §3.2):
-                # not millimetres, units unknown -> left out (said so), never read as metres.
-                conversions.append(f"{name}: depth_images{i} is 8-bit (PIL mode {mode!r}), not "
-                                   "uint16 mm: units unknown, depth left out")
-                depth_left_out[name] = f"depth_images{i}: 8-bit PIL mode {mode!r}"
-                dfiles = []
-            if dfiles:
-                if len(dfiles) != n + first:
-                    raise SourceError(f"{len(dfiles)} depth images for {n + first} observations",
-                                      path=str(d / f"depth_images{i}"), episode_id=eid,
-                                      field=f"depth_images{i}")
-                depth = lazy_images(dfiles[first:], eid, f"depth_images{i}", depth_mm=True)
-                if depth.shape[1:] != rgb.shape[1:3]:
-                    raise SourceError(f"depth size {depth.shape[1:]} differs from images{i} {rgb.shape[1:3]}",
-                                      path=str(d / f"depth_images{i}"), episode_id=eid,
-                                      field=f"depth_images{i}")
-                prov = "sensor: D435 image_rect_raw, uint16 mm [inferred], not registered to colour [inferred]"
-                conversions.append(f"{name}: depth_images{i} uint16 mm -> float32 m")
-            K = self.intrinsics.get(name)
-            T = self.extrinsics.get(name)
-            conversions.append(f"{name}: " + ("intrinsics from the user's config" if K is not None
-                                              else "intrinsics unknown (no calibration released)")
-                               + "; " + ("extrinsics from the user's config" if T is not None
-                                         else "extrinsics unknown (no calibration released)"))
-            cameras[name] = CameraStream(name=name, rgb=rgb, intrinsics=K, T_base_cam=T,
-                                         intrinsics_unknown=K is None, extrinsics_unknown=T is None,
-                                         depth=depth, depth_provenance=prov)
+            if self.cameras is None or name in self.cameras:
+                cameras[name] = self._camera(d, i, folder, eid, n, first, conversions, depth_left_out)
         if not cameras:
             raise SourceError("no images<i> folder (or none of the requested cameras)", path=str(d),
                               episode_id=eid, field="images")
+        return cameras, depth_left_out
+
+    def _camera(self, d: Path, i: int, folder: Path, eid: str, n: int, first: int,
+                conversions: list[str], depth_left_out: dict[str, str]) -> CameraStream:
+        name = f"image_{i}"
+        files = numbered_files(folder, "im_", ".jpg")
+        if len(files) != n + first:
+            raise SourceError(f"{len(files)} images for {n + first} observations", path=str(folder),
+                              episode_id=eid, field=f"images{i}")
+        rgb = lazy_images(files[first:], eid, f"images{i}")
+        depth, prov = _depth(d, i, rgb, eid, n, first, conversions, depth_left_out)
+        K = self.intrinsics.get(name)
+        T = self.extrinsics.get(name)
+        conversions.append(f"{name}: " + ("intrinsics from the user's config" if K is not None
+                                          else "intrinsics unknown (no calibration released)")
+                           + "; " + ("extrinsics from the user's config" if T is not None
+                                     else "extrinsics unknown (no calibration released)"))
+        return CameraStream(name=name, rgb=rgb, intrinsics=K, T_base_cam=T,
+                            intrinsics_unknown=K is None, extrinsics_unknown=T is None,
+                            depth=depth, depth_provenance=prov)
+
+    @staticmethod
+    def _assemble_episode(d: Path, eid: str, day: date | None, steps: Steps,
+                          cameras: dict[str, CameraStream], conversions: list[str],
+                          depth_left_out: dict[str, str]) -> Episode:
         lines = []
         if (d / "lang.txt").is_file():
             lines = [ln.strip() for ln in (d / "lang.txt").read_text().splitlines()
                      if ln.strip() and "confidence" not in ln]
         return Episode(
             dataset=DATASET, episode_id=eid, language_instruction=lines[0] if lines else "",
-            robot=RobotInfo("widowx_250", 1), control_hz=CONTROL_HZ,
-            steps=Steps(timestamp=timestamp, ee_pose=ee[:, None, :], gripper=grip[:, None],
-                        joint_positions=joints, action=action),
+            robot=RobotInfo("widowx_250", 1), control_hz=CONTROL_HZ, steps=steps,
             cameras=cameras, action_space=ACTION_SPACE, conversions=conversions,
             metadata={"trajectory_dir": str(d), "language_instructions": lines,
                       "collection_date": str(day) if day else "", "calibration": "none released",
