@@ -112,69 +112,90 @@ class SyntheticSource:
         return refs
 
     def read(self, ref: EpisodeRef) -> Episode:
-        seed = int(ref.option("seed", self.seed + ref.index))
-        steps = int(ref.option("steps", self.steps))
-        H = int(ref.option("height", self.height))
-        W = int(ref.option("width", self.width))
-        stereo = bool(ref.option("stereo", self.stereo))
-        hz = float(ref.option("control_hz", self.control_hz))
-
+        seed, steps, H, W, stereo, hz = self._episode_options(ref)
         script = scene.make_script(seed, steps)
         K = scene.intrinsics_from_fov(W, H, scene.HFOV_DEG)
-        left = scene.SceneRenderer(K, script.T_base_cam, H, W)
-        right = (scene.SceneRenderer(K, scene.right_camera_pose(script.T_base_cam,
-                                                                scene.BASELINE_M), H, W)
-                 if stereo else None)
-        rgb = np.empty((steps, H, W, 3), np.uint8)
-        depth = np.empty((steps, H, W), np.float32)
-        seg = np.empty((steps, H, W), np.int32)
-        rgb_r = np.empty((steps, H, W, 3), np.uint8) if stereo else None
-        for t in range(steps):
-            state = script.state(t)
-            rgb[t], depth[t], seg[t] = left.render(state)
-            if right is not None:
-                rgb_r[t] = right.render(state)[0]
-
-        ee = script.ee_pose()
-        grip = script.gripper.astype(np.float64)
-        nxt = np.minimum(np.arange(steps) + 1, steps - 1)
-        action = np.concatenate([ee[nxt], grip[nxt, None]], axis=1)
+        rgb, depth, seg, rgb_r = _render_frames(script, K, steps, H, W, stereo)
         cam = CameraStream(
             name=CAMERA, rgb=rgb, intrinsics=K, T_base_cam=script.T_base_cam.copy(),
             rgb_right=rgb_r, baseline_m=scene.BASELINE_M if stereo else None,
             depth=depth, segmentation=seg, segments=SEGMENTS,
             depth_provenance="ground_truth",
         )
-        return Episode(
-            dataset=DATASET,
-            episode_id=ref.episode_id,
-            language_instruction=script.instruction,
-            robot=RobotInfo("synthetic_gripper", 1),
-            control_hz=hz,
-            steps=Steps(
-                timestamp=np.arange(steps, dtype=np.float64) / hz,
-                ee_pose=ee[:, None, :],
-                gripper=grip[:, None],
-                joint_positions=scene.synthetic_joint_positions(ee),
-                action=action,
-            ),
-            cameras={CAMERA: cam},
-            action_space=ACTION_SPACE,
-            conversions=[],
-            metadata={
-                "seed": seed,
-                "gripper_close_step": script.close_step,
-                "gripper_open_step": script.open_step,
-                "gripper_threshold": scene.GRIPPER_THRESHOLD,
-                "grasp_step": script.grasp_step,
-                "release_step": script.release_step,
-                "cube_color": script.cube_color,
-                "cube_size_m": scene.CUBE_SIZE,
-                "place_direction": script.place_direction,
-                "texture_seed": script.texture_seed,
-                "hfov_deg": scene.HFOV_DEG,
-                "phases": {k: list(v) for k, v in script.phases.items()},
-                "joint_positions": JOINT_NOTE,
-                "segmentation_ids": {str(k): v for k, v in scene.SEGMENT_NAMES.items()},
-            },
-        )
+        return _assemble_episode(ref, seed, script, _convert_steps(script, steps, hz), hz, cam)
+
+    def _episode_options(self, ref: EpisodeRef) -> tuple[int, int, int, int, bool, float]:
+        """(seed, steps, height px, width px, stereo, control_hz) from the ref, else the source's."""
+        seed = int(ref.option("seed", self.seed + ref.index))
+        steps = int(ref.option("steps", self.steps))
+        H = int(ref.option("height", self.height))
+        W = int(ref.option("width", self.width))
+        stereo = bool(ref.option("stereo", self.stereo))
+        hz = float(ref.option("control_hz", self.control_hz))
+        return seed, steps, H, W, stereo, hz
+
+
+def _render_frames(script: scene.EpisodeScript, K: np.ndarray, steps: int, H: int, W: int, stereo: bool
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(rgb (T, H, W, 3) uint8, depth_m (T, H, W) float32, segmentation (T, H, W) int32,
+    rgb_right or None) rendered for every step of the script."""
+    left = scene.SceneRenderer(K, script.T_base_cam, H, W)
+    right = (scene.SceneRenderer(K, scene.right_camera_pose(script.T_base_cam,
+                                                            scene.BASELINE_M), H, W)
+             if stereo else None)
+    rgb = np.empty((steps, H, W, 3), np.uint8)
+    depth = np.empty((steps, H, W), np.float32)
+    seg = np.empty((steps, H, W), np.int32)
+    rgb_r = np.empty((steps, H, W, 3), np.uint8) if stereo else None
+    for t in range(steps):
+        state = script.state(t)
+        rgb[t], depth[t], seg[t] = left.render(state)
+        if right is not None:
+            rgb_r[t] = right.render(state)[0]
+    return rgb, depth, seg, rgb_r
+
+
+def _convert_steps(script: scene.EpisodeScript, steps: int, hz: float) -> Steps:
+    """TCP pose, gripper, synthetic joints and the next-step absolute action (ACTION_SPACE)."""
+    ee = script.ee_pose()
+    grip = script.gripper.astype(np.float64)
+    nxt = np.minimum(np.arange(steps) + 1, steps - 1)
+    action = np.concatenate([ee[nxt], grip[nxt, None]], axis=1)
+    return Steps(
+        timestamp=np.arange(steps, dtype=np.float64) / hz,
+        ee_pose=ee[:, None, :],
+        gripper=grip[:, None],
+        joint_positions=scene.synthetic_joint_positions(ee),
+        action=action,
+    )
+
+
+def _assemble_episode(ref: EpisodeRef, seed: int, script: scene.EpisodeScript, steps: Steps, hz: float,
+                      cam: CameraStream) -> Episode:
+    return Episode(
+        dataset=DATASET,
+        episode_id=ref.episode_id,
+        language_instruction=script.instruction,
+        robot=RobotInfo("synthetic_gripper", 1),
+        control_hz=hz,
+        steps=steps,
+        cameras={CAMERA: cam},
+        action_space=ACTION_SPACE,
+        conversions=[],
+        metadata={
+            "seed": seed,
+            "gripper_close_step": script.close_step,
+            "gripper_open_step": script.open_step,
+            "gripper_threshold": scene.GRIPPER_THRESHOLD,
+            "grasp_step": script.grasp_step,
+            "release_step": script.release_step,
+            "cube_color": script.cube_color,
+            "cube_size_m": scene.CUBE_SIZE,
+            "place_direction": script.place_direction,
+            "texture_seed": script.texture_seed,
+            "hfov_deg": scene.HFOV_DEG,
+            "phases": {k: list(v) for k, v in script.phases.items()},
+            "joint_positions": JOINT_NOTE,
+            "segmentation_ids": {str(k): v for k, v in scene.SEGMENT_NAMES.items()},
+        },
+    )
