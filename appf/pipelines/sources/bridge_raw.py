@@ -88,6 +88,15 @@ def _collection_date(parts: tuple[str, ...]) -> date | None:
     return None
 
 
+def calibration_note(name: str, K: np.ndarray | None, T_base_cam: np.ndarray | None) -> str:
+    """Conversions line saying whether a camera's K and T_base_cam came from the user's config
+    (Bridge releases no calibration)."""
+    return (f"{name}: " + ("intrinsics from the user's config" if K is not None
+                           else "intrinsics unknown (no calibration released)")
+            + "; " + ("extrinsics from the user's config" if T_base_cam is not None
+                      else "extrinsics unknown (no calibration released)"))
+
+
 def _decode_obs(d: Path, eid: str) -> tuple[dict[str, Any], np.ndarray]:
     """obs_dict.pkl and its full_state (T+1, >=7), checked finite."""
     obs = safe_load(d / "obs_dict.pkl", eid, "obs_dict.pkl")
@@ -244,10 +253,7 @@ class BridgeRawSource:
         depth, prov = _depth(d, i, rgb, eid, n, first, conversions, depth_left_out)
         K = self.intrinsics.get(name)
         T = self.extrinsics.get(name)
-        conversions.append(f"{name}: " + ("intrinsics from the user's config" if K is not None
-                                          else "intrinsics unknown (no calibration released)")
-                           + "; " + ("extrinsics from the user's config" if T is not None
-                                     else "extrinsics unknown (no calibration released)"))
+        conversions.append(calibration_note(name, K, T))
         return CameraStream(name=name, rgb=rgb, intrinsics=K, T_base_cam=T,
                             intrinsics_unknown=K is None, extrinsics_unknown=T is None,
                             depth=depth, depth_provenance=prov)

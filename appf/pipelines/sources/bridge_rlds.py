@@ -48,7 +48,7 @@ from appf.pipelines.sources._rlds_io import (
     skip_image_decoders, stack_field, text, user_matrix, user_pose,
 )
 from appf.pipelines.sources.base import SourceInfo
-from appf.pipelines.sources.bridge_raw import CONTROL_HZ, DATASET, bridge_state_to_pose7
+from appf.pipelines.sources.bridge_raw import CONTROL_HZ, DATASET, bridge_state_to_pose7, calibration_note
 from appf.schemas import CameraStream, Episode, EpisodeRef, RobotInfo, SourceError, Steps
 
 RAIL = "bridge_dataset"
@@ -134,24 +134,33 @@ class BridgeRldsSource:
     def list_refs(self) -> list[EpisodeRef]:
         return list_episode_refs(self.ds, DATASET, self.splits)
 
+    # -- read: decode -> convert -> cameras -> assemble -----------------------------------------
+
     def read(self, ref: EpisodeRef) -> Episode:
-        eid, path = ref.episode_id, ref.uri
         ex, steps = decode_episode(self.ds, ref, self._decoders, self.verify_crc)
-        T = len(steps)
         state = stack_field(steps, "observation/state", ref, (7,))
         conversions = [f"schema: {self.schema} (from features.json)"]
+        deltas, grip_target, lang_key = self._decode_actions(steps, ref, conversions)
+        step_arrays = self._convert_steps(state, deltas, grip_target, conversions)
+        cameras, missing = self._cameras(steps, ref, conversions)
+        return self._assemble_episode(ref, ex, steps, lang_key, step_arrays, cameras, missing, conversions)
+
+    def _decode_actions(self, steps: list[dict], ref: EpisodeRef, conversions: list[str]
+                        ) -> tuple[np.ndarray, np.ndarray, str]:
+        """(T, 6) deltas, (T,) gripper target (1 = open) and the language field, per schema."""
         if self.schema == RAIL:
             acts = stack_field(steps, "action", ref, (7,))
-            grip_target = acts[:, 6]
-            deltas = acts[:, :6]
-            lang_key = "language_instruction"
-        else:
-            wv = stack_field(steps, "action/world_vector", ref, (3,))
-            rd = stack_field(steps, "action/rotation_delta", ref, (3,))
-            grip_target = stack_field(steps, "action/open_gripper", ref, (), dtype=np.float64)
-            deltas = np.concatenate([wv, rd], axis=1)
-            lang_key = "observation/natural_language_instruction"
-            conversions.append("action: OXE world_vector + rotation_delta + open_gripper (bool, True = open)")
+            return acts[:, :6], acts[:, 6], "language_instruction"
+        wv = stack_field(steps, "action/world_vector", ref, (3,))
+        rd = stack_field(steps, "action/rotation_delta", ref, (3,))
+        grip_target = stack_field(steps, "action/open_gripper", ref, (), dtype=np.float64)
+        conversions.append("action: OXE world_vector + rotation_delta + open_gripper (bool, True = open)")
+        return np.concatenate([wv, rd], axis=1), grip_target, "observation/natural_language_instruction"
+
+    def _convert_steps(self, state: np.ndarray, deltas: np.ndarray, grip_target: np.ndarray,
+                       conversions: list[str]) -> Steps:
+        """Relative Euler -> absolute xyzw, gripper 1 = open -> 0 = open, rail last-step padding."""
+        T = len(state)
         ee = bridge_state_to_pose7(state, self.base_angle_rad)
         conversions.append("ee_pose: state Euler (Rz Ry Rx) relative to the gripper-down default rotation "
                            f"-> absolute quaternion xyzw (base_angle_rad={self.base_angle_rad})")
@@ -164,35 +173,45 @@ class BridgeRldsSource:
             conversions.append("action: last step is the builder's all-zero padding -> zero deltas + "
                                "its own gripper")
         conversions.append(f"timestamp: step index / {CONTROL_HZ} Hz (RLDS stores no clock)")
+        return Steps(timestamp=np.arange(T, dtype=np.float64) / CONTROL_HZ, ee_pose=ee[:, None, :],
+                     gripper=grip[:, None], joint_positions=np.zeros((T, 0)), action=action)
 
+    def _cameras(self, steps: list[dict], ref: EpisodeRef, conversions: list[str]
+                 ) -> tuple[dict[str, CameraStream], list[str]]:
+        """The requested views as CameraStreams; rail views zero-filled by the builder left out
+        (SourceError if one was asked for by name, or if none is left)."""
         cameras: dict[str, CameraStream] = {}
         missing = []
         for name in self.views:
             if self.cameras is not None and name not in self.cameras:
                 continue
-            field = f"steps/observation/{name}"
             blobs = [s["observation"][name] for s in steps]
             if self.schema == RAIL and _missing_view(blobs):
                 missing.append(name)
                 continue
-            rgb = lazy_encoded(blobs, feature_at(self.ds.features, field).shape, ref, field)
-            K = self.intrinsics.get(name)
-            Tc = self.extrinsics.get(name)
-            conversions.append(f"{name}: " + ("intrinsics from the user's config" if K is not None
-                                              else "intrinsics unknown (no calibration released)")
-                               + "; " + ("extrinsics from the user's config" if Tc is not None
-                                         else "extrinsics unknown (no calibration released)"))
-            cameras[name] = CameraStream(name=name, rgb=rgb, intrinsics=K, T_base_cam=Tc,
-                                         intrinsics_unknown=K is None, extrinsics_unknown=Tc is None)
+            cameras[name] = self._camera(name, blobs, ref, conversions)
         wanted = [m for m in missing if self.cameras is not None and m in self.cameras]
         if wanted or not cameras:
             bad = wanted or missing or list(self.views)
             raise SourceError(f"view(s) {bad} are zero-filled (missing in this episode)"
-                              + ("" if cameras else "; no camera left"), path=path, episode_id=eid,
-                              field=f"steps/observation/{bad[0]}")
+                              + ("" if cameras else "; no camera left"), path=ref.uri,
+                              episode_id=ref.episode_id, field=f"steps/observation/{bad[0]}")
         if missing:
             conversions.append(f"views {missing} zero-filled by the builder (missing): left out")
+        return cameras, missing
 
+    def _camera(self, name: str, blobs: list[bytes], ref: EpisodeRef, conversions: list[str]) -> CameraStream:
+        field = f"steps/observation/{name}"
+        rgb = lazy_encoded(blobs, feature_at(self.ds.features, field).shape, ref, field)
+        K = self.intrinsics.get(name)
+        Tc = self.extrinsics.get(name)
+        conversions.append(calibration_note(name, K, Tc))
+        return CameraStream(name=name, rgb=rgb, intrinsics=K, T_base_cam=Tc,
+                            intrinsics_unknown=K is None, extrinsics_unknown=Tc is None)
+
+    def _assemble_episode(self, ref: EpisodeRef, ex: dict, steps: list[dict], lang_key: str,
+                          step_arrays: Steps, cameras: dict[str, CameraStream], missing: list[str],
+                          conversions: list[str]) -> Episode:
         first = steps[0]
         for k in lang_key.split("/"):
             first = first[k]
@@ -200,7 +219,7 @@ class BridgeRldsSource:
         meta = ex.get("episode_metadata", {}) if self._meta_keys else {}
         metadata: dict[str, Any] = {
             "rlds": {"dir": str(self.ds.path), "builder": self.ds.name, "version": self.ds.version,
-                     "schema": self.schema, "split": ref.option("split"), "file": path,
+                     "schema": self.schema, "split": ref.option("split"), "file": ref.uri,
                      "record": ref.option("record")},
             "language_instructions": [lang] if lang else [], "calibration": "none released",
             "missing_views": missing, "ee_frame": "WidowX end effector (controller)",
@@ -209,11 +228,9 @@ class BridgeRldsSource:
             v = meta[k]
             metadata[k] = text(v) if isinstance(v, (bytes, bytearray)) else np.asarray(v).tolist()
         if self.schema == OXE:
-            metadata["first_action_all_zero"] = bool(not np.any(action[0, :6]))
+            metadata["first_action_all_zero"] = bool(not np.any(step_arrays.action[0, :6]))
         return Episode(
-            dataset=DATASET, episode_id=eid, language_instruction=lang,
-            robot=RobotInfo("widowx_250", 1), control_hz=CONTROL_HZ,
-            steps=Steps(timestamp=np.arange(T, dtype=np.float64) / CONTROL_HZ, ee_pose=ee[:, None, :],
-                        gripper=grip[:, None], joint_positions=np.zeros((T, 0)), action=action),
+            dataset=DATASET, episode_id=ref.episode_id, language_instruction=lang,
+            robot=RobotInfo("widowx_250", 1), control_hz=CONTROL_HZ, steps=step_arrays,
             cameras=cameras, action_space=ACTION_SPACE, conversions=conversions, metadata=metadata,
         )
