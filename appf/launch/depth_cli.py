@@ -29,7 +29,17 @@ _DEPTH_COLUMNS = ("coverage", "abs_rel", "rmse_m", "delta1", "holes_coverage", "
 def register(subparsers: Any) -> None:
     ev = subparsers.add_parser("eval", help="score a depth backend against ground truth")
     evsub = ev.add_subparsers(dest="eval_command", required=True)
+    _register_eval_stereo(evsub)
+    _register_eval_depth(evsub)
 
+    from appf.launch.mask_eval_cli import register_eval
+
+    register_eval(evsub)
+    _register_models(subparsers)
+
+
+def _register_eval_stereo(evsub: Any) -> None:
+    """`appf eval stereo`: stereo backends against ground-truth disparity."""
     st = evsub.add_parser("stereo", help="stereo backends on pairs with ground-truth disparity")
     src = st.add_mutually_exclusive_group(required=True)
     src.add_argument("--left", help="left image (rectified)")
@@ -54,6 +64,9 @@ def register(subparsers: Any) -> None:
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.set_defaults(func=_eval_stereo)
 
+
+def _register_eval_depth(evsub: Any) -> None:
+    """`appf eval depth`: RGB-D backends against ground-truth depth."""
     dp = evsub.add_parser("depth", help="RGB-D backends (sensor-depth completion) against "
                                         "ground-truth depth")
     dsrc = dp.add_mutually_exclusive_group(required=True)
@@ -78,10 +91,9 @@ def register(subparsers: Any) -> None:
     dp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     dp.set_defaults(func=_eval_depth)
 
-    from appf.launch.mask_eval_cli import register_eval
 
-    register_eval(evsub)
-
+def _register_models(subparsers: Any) -> None:
+    """`appf models list|fetch`: learned-model weights."""
     mo = subparsers.add_parser("models", help="learned-model weights: list, pre-fetch")
     msub = mo.add_subparsers(dest="models_command", required=True)
     ls = msub.add_parser("list", help="known weights, pinned revisions, whether cached here")
