@@ -590,11 +590,23 @@ def _allocate(total: int, weights: Sequence[float]) -> list[int]:
     return [int(x) for x in n]
 
 
-def make_script(seed: int, steps: int = 40) -> EpisodeScript:
-    """The deterministic pick-and-place of episode `seed` with `steps` steps (>= MIN_STEPS)."""
-    if steps < MIN_STEPS:
-        raise ValueError(f"synthetic episodes need at least {MIN_STEPS} steps, got {steps}")
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
+@dataclass(frozen=True)
+class _Layout:
+    """The random draws of one episode (base frame, metres, radians), in draw order."""
+    T_base_cam: np.ndarray
+    color: str
+    cube_xy: np.ndarray
+    cube_yaw: float
+    direction: str
+    target_xy: np.ndarray
+    target_yaw: float
+    start: np.ndarray
+    start_yaw: float
+    texture_seed: int
+
+
+def _sample_layout(rng: np.random.Generator) -> _Layout:
+    """Camera, cube, target and start pose; the draw order fixes every seed's episode."""
     T_cam = sample_camera_pose(rng)
     color = list(CUBE_COLORS)[int(rng.integers(len(CUBE_COLORS)))]
     cube_xy = np.array([rng.uniform(0.40, 0.55), rng.uniform(-0.10, 0.10)])
@@ -607,10 +619,16 @@ def make_script(seed: int, steps: int = 40) -> EpisodeScript:
                       rng.uniform(0.26, 0.32)])
     start_yaw = cube_yaw + rng.uniform(-0.3, 0.3)
     texture_seed = int(rng.integers(0, 2**31 - 1))
+    return _Layout(T_cam, color, cube_xy, cube_yaw, direction, target_xy, target_yaw, start,
+                   start_yaw, texture_seed)
+
+
+def _waypoints(lay: _Layout) -> list[tuple[np.ndarray, float, float]]:
+    """Waypoints (xyz, yaw, gripper); segment i goes from waypoint i to i + 1."""
+    cube_xy, cube_yaw, target_xy, target_yaw = lay.cube_xy, lay.cube_yaw, lay.target_xy, lay.target_yaw
     lift = CUBE_HALF + 0.15
-    # Waypoints (xyz, yaw, gripper); segment i goes from waypoint i to i + 1.
-    wps = [
-        (start, start_yaw, 0.0),
+    return [
+        (lay.start, lay.start_yaw, 0.0),
         (np.r_[cube_xy, CUBE_HALF + 0.10], cube_yaw, 0.0),   # pre-grasp
         (np.r_[cube_xy, CUBE_HALF], cube_yaw, 0.0),          # grasp pose
         (np.r_[cube_xy, CUBE_HALF], cube_yaw, 1.0),          # closed
@@ -620,6 +638,11 @@ def make_script(seed: int, steps: int = 40) -> EpisodeScript:
         (np.r_[target_xy, CUBE_HALF], target_yaw, 0.0),      # opened
         (np.r_[target_xy, CUBE_HALF + 0.18], target_yaw, 0.0),  # retracted
     ]
+
+
+def _interpolate(wps: list[tuple[np.ndarray, float, float]], steps: int
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[int, int]]]:
+    """(tcp poses (T, 4, 4), gripper (T,) in [0, 1], phases name -> [start, end) steps)."""
     names = ["approach", "descend", "close", "lift", "transfer", "lower", "open", "retract"]
     n_ramp = max(3, 2 * int(round((steps - 1) * 1.5 / 40)) + 1)  # odd: no sample at exactly 0.5
     motion = _allocate(steps - 1 - 2 * n_ramp, [5, 4, 3, 6, 4, 4])
@@ -639,13 +662,14 @@ def make_script(seed: int, steps: int = 40) -> EpisodeScript:
     gripper = np.clip(np.asarray(grip), 0.0, 1.0)
     tcp = np.stack([_pose(gripper_rotation(y), p) for p, y in zip(pos, yaw)])
     assert len(tcp) == steps
+    return tcp, gripper, phases
 
-    closed = gripper >= GRIPPER_THRESHOLD
-    close_step = int(np.flatnonzero(closed[1:] & ~closed[:-1])[0] + 1)
-    open_step = int(np.flatnonzero(~closed[1:] & closed[:-1])[0] + 1)
-    grasp_step = phases["close"][1]
-    release_step = phases["open"][0]
-    cube0 = _pose(_rot_z(cube_yaw), np.r_[cube_xy, CUBE_HALF])
+
+def _cube_track(lay: _Layout, tcp: np.ndarray, grasp_step: int, release_step: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(cube poses (T, 4, 4), attached (T,) bool): at rest, then rigid with the TCP, then placed."""
+    steps = len(tcp)
+    cube0 = _pose(_rot_z(lay.cube_yaw), np.r_[lay.cube_xy, CUBE_HALF])
     T_tcp_cube = invert_pose(tcp[grasp_step]) @ cube0
     attached = np.zeros(steps, dtype=bool)
     attached[grasp_step:release_step + 1] = True
@@ -657,13 +681,29 @@ def make_script(seed: int, steps: int = 40) -> EpisodeScript:
             cube[t] = tcp[t] @ T_tcp_cube
         else:
             cube[t] = cube[release_step]
-    instruction = f"pick up the {color} cube and place it on the {direction}"
+    return cube, attached
+
+
+def make_script(seed: int, steps: int = 40) -> EpisodeScript:
+    """The deterministic pick-and-place of episode `seed` with `steps` steps (>= MIN_STEPS)."""
+    if steps < MIN_STEPS:
+        raise ValueError(f"synthetic episodes need at least {MIN_STEPS} steps, got {steps}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
+    lay = _sample_layout(rng)
+    tcp, gripper, phases = _interpolate(_waypoints(lay), steps)
+    closed = gripper >= GRIPPER_THRESHOLD
+    close_step = int(np.flatnonzero(closed[1:] & ~closed[:-1])[0] + 1)
+    open_step = int(np.flatnonzero(~closed[1:] & closed[:-1])[0] + 1)
+    grasp_step = phases["close"][1]
+    release_step = phases["open"][0]
+    cube, attached = _cube_track(lay, tcp, grasp_step, release_step)
+    instruction = f"pick up the {lay.color} cube and place it on the {lay.direction}"
     return EpisodeScript(
         seed=int(seed), steps=int(steps), tcp_poses=tcp, gripper=gripper, cube_poses=cube,
         attached=attached, close_step=close_step, open_step=open_step, grasp_step=grasp_step,
-        release_step=release_step, T_base_cam=T_cam, cube_color=color,
-        cube_rgb=CUBE_COLORS[color], place_direction=direction, instruction=instruction,
-        texture_seed=texture_seed, phases=phases,
+        release_step=release_step, T_base_cam=lay.T_base_cam, cube_color=lay.color,
+        cube_rgb=CUBE_COLORS[lay.color], place_direction=lay.direction, instruction=instruction,
+        texture_seed=lay.texture_seed, phases=phases,
     )
 
 
