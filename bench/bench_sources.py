@@ -58,7 +58,8 @@ def _direct_images(paths: list[Path]) -> None:
 
 def _direct_rlds(src, ref) -> int:
     """The record decoded by TFDS alone: every step, every image feature. Returns images decoded."""
-    from appf.pipelines.sources._rlds_io import image_feature_keys, read_record
+    from appf.pipelines.sources._rlds_io import image_feature_keys
+    from appf.pipelines.sources._tfrecord import read_record
     steps = src.ds.features.deserialize_example_np(read_record(ref.uri, ref.option("offset")))["steps"]
     keys = image_feature_keys(src.ds.features["steps"].feature)
     n = 0

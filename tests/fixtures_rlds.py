@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from appf.pipelines.sources._rlds_io import write_records
+from appf.pipelines.sources._tfrecord import write_records
 from appf.pipelines.sources.bridge_raw import DEFAULT_ROT
 from appf.transforms import synthetic_scene as scene
 from tests.fixtures_droid import WRIST_OFFSET, euler6

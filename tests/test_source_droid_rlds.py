@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from appf.pipelines.sources import _rlds_io, make_source
-from appf.pipelines.sources._rlds_io import read_record, scan_records
+from appf.pipelines.sources._tfrecord import read_record, scan_records
 from appf.schemas import LazyFrames, SourceError, check_episode
 from appf.transforms import synthetic_scene as scene
 from tests.fixtures_droid import WRIST_OFFSET, euler6
