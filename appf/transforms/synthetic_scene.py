@@ -37,6 +37,11 @@ same colour in every view) times a deterministic, world/object-anchored procedur
 (random blocks at two scales, high contrast) on table, cube, wall and floor; robot untextured.
 A rectified right view is the same K with the camera moved by +baseline along camera x
 (`right_camera_pose`), so disparity = fx * baseline / depth exactly.
+
+This module holds the constants, poses, camera and scene geometry; the ray caster
+(`SceneRenderer`, `render_view`) is in `synthetic_render` and the scripted episode
+(`make_script`, `EpisodeScript`, `MIN_STEPS`, `synthetic_joint_positions`) in `synthetic_script`;
+both are re-exported here, so `synthetic_scene.make_script` etc. keep working.
 """
 
 from __future__ import annotations
@@ -280,7 +285,6 @@ def scene_boxes(state: SceneState) -> list[Box]:
     return [table_box(), cube_box(state), *robot_boxes(state.T_base_tcp, state.gripper)]
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Re-exports: the renderer and the episode script live in their own modules, which import the
 # geometry above; they are re-exported lazily (PEP 562) so that importing either module first
@@ -294,7 +298,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name in _LAZY:
         module = importlib.import_module(f"appf.transforms.{_LAZY[name]}")
         return getattr(module, name)
