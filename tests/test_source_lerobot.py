@@ -236,7 +236,7 @@ def test_video_slice_seeks_on_the_fps_grid_and_falls_back_off_it(tmp_path):
     import av
     from fractions import Fraction
 
-    from appf.pipelines.sources._lerobot_io import VideoSlice
+    from appf.pipelines.sources._lerobot_video import VideoSlice
     from fixtures_lerobot import frame_image
 
     frames = np.stack([frame_image(0, t, 0) for t in range(40)])

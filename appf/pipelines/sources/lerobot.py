@@ -1,7 +1,7 @@
 """The `lerobot` source: LeRobot datasets, format v3.0 and v2.1 (dp3-training.md §3), from a local
 folder or a Hub dataset id `owner/name[@revision]` (files fetched one by one as episodes need them,
 through huggingface_hub's cache; `HF_HUB_OFFLINE=1` reads the cache only). File layout and errors:
-_lerobot_io.
+_lerobot_io (files, tables) and _lerobot_video (MP4 frames).
 
 One episode of the episode table = one canonical episode, id `episode_NNNNNN` (episode_index).
 - images: each camera is a `video` feature (frames decoded by index from the MP4, PyAV) or an
@@ -48,9 +48,10 @@ from typing import Any
 import numpy as np
 
 from appf.pipelines.sources._lerobot_io import (
-    DatasetFiles, EpisodeEntry, episode_rows, lazy_episode_video, lazy_parquet_images, load_episodes,
-    load_info, load_tasks, numeric_column,
+    DatasetFiles, EpisodeEntry, episode_rows, lazy_parquet_images, load_episodes, load_info, load_tasks,
+    numeric_column,
 )
+from appf.pipelines.sources._lerobot_video import lazy_episode_video
 from appf.pipelines.sources._real_io import continuous_quats, relative_timestamps, xyz_euler_to_pose7
 from appf.pipelines.sources._rlds_io import user_matrix, user_pose
 from appf.pipelines.sources.base import SourceInfo
